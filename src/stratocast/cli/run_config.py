@@ -1,0 +1,96 @@
+"""A whole run composed from the components' own configs (composition lives outside them).
+
+Each stage receives only its own section; the paths between stages are derived from
+``workdir`` here, in one place, so stages never guess where another one wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stratocast.config import ComponentConfig, load_config
+from stratocast.infer.forecast import ForecastConfig
+from stratocast.obs.ingest import IngestConfig
+from stratocast.shards.build import ShardsConfig
+from stratocast.train.trainer import TrainConfig
+from stratocast.verify.config import VerifyConfig
+from stratocast.world.network import NetworkConfig
+from stratocast.world.truth import TruthConfig
+
+
+class WorldConfig(ComponentConfig):
+    truth: TruthConfig = TruthConfig()
+    network: NetworkConfig = NetworkConfig()
+
+
+class RunConfig(ComponentConfig):
+    workdir: str = "runs/demo"
+    cache_dir: str = ".cache/stratocast"
+    world: WorldConfig = WorldConfig()
+    ingest: IngestConfig
+    shards: ShardsConfig = ShardsConfig()
+    train: TrainConfig = TrainConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    verify: VerifyConfig = VerifyConfig()
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    workdir: Path
+    cache: Path
+
+    @property
+    def observations(self) -> Path:
+        return self.workdir / "observations"
+
+    @property
+    def stations_csv(self) -> Path:
+        return self.observations / "stations.csv"
+
+    @property
+    def store(self) -> Path:
+        return self.workdir / "store"
+
+    @property
+    def shards(self) -> Path:
+        return self.workdir / "shards"
+
+    @property
+    def train(self) -> Path:
+        return self.workdir / "train"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.train / "model.pt"
+
+    @property
+    def forecast(self) -> Path:
+        return self.workdir / "forecast" / "deterministic.zarr"
+
+    @property
+    def verify(self) -> Path:
+        return self.workdir / "verify"
+
+    @property
+    def truth_pointer(self) -> Path:
+        """Where the world stage records which cached truth store this run uses."""
+        return self.workdir / "truth_path.txt"
+
+
+def load_run(path: Path, workdir: str | None = None) -> tuple[RunConfig, RunPaths]:
+    cfg = load_config(RunConfig, path)
+    if workdir is not None:
+        cfg = cfg.model_copy(update={"workdir": workdir})
+    paths = RunPaths(Path(cfg.workdir), Path(cfg.cache_dir))
+    # Relative input globs are relative to the run's workdir (where the world writes).
+    sources = [
+        s.model_copy(
+            update={
+                "paths": [p if Path(p).is_absolute() else str(paths.workdir / p) for p in s.paths]
+            }
+        )
+        for s in cfg.ingest.sources
+    ]
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"sources": sources})})
+    return cfg, paths

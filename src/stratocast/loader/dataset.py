@@ -1,0 +1,85 @@
+"""Training windows read from the shards: normalised observations in, dense states out.
+
+The shards of the demo fit in host memory, so the whole store is read once (the host tier);
+batches are then gathered with fancy indexing, which NumPy runs without the GIL held for the
+copy, so the prefetch thread overlaps with the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from stratocast.shards.layout import GRID, OBS, Manifest, ShardError, load_manifest
+
+
+def clock_features(times: np.ndarray) -> np.ndarray:
+    """(T,) datetime64 → (T, 2) float32: UTC hour of day and day of year (fractional).
+
+    Models derive their solar forcing (local time of day, season) from these; without them a
+    stepper cannot know whether the sun is about to rise.
+    """
+    t = np.asarray(times).astype("datetime64[s]")
+    day = t.astype("datetime64[D]")
+    hour = (t - day).astype(np.int64) / 3600.0
+    doy = (day - day.astype("datetime64[Y]")).astype(np.int64) + hour / 24.0
+    return np.stack([hour, doy], axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    history: int  # observation windows fed per sample, oldest first (cycling depth)
+    rollout: int  # forecast steps after the last analysis time
+
+
+class ShardStore:
+    """The shards in host memory, normalised."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifest: Manifest = load_manifest(root)
+        if not self.manifest.complete:
+            raise ShardError(f"shards at {root} are incomplete: run the build's finalise step")
+        gs, os_ = self.manifest.grid_stats, self.manifest.obs_stats
+        self.grid_mean = np.asarray(gs.mean, np.float32)[:, None, None]
+        self.grid_std = np.asarray(gs.std, np.float32)[:, None, None]
+        self.obs_mean = np.asarray(os_.mean, np.float32)
+        self.obs_std = np.asarray(os_.std, np.float32)
+        state = np.asarray(zarr.open_array(str(root / GRID), path="state", mode="r")[...])
+        if not np.all(np.isfinite(state)):
+            bad = np.argwhere(~np.isfinite(state).all(axis=(1, 2, 3)))[:3].ravel().tolist()
+            raise ShardError(f"{root / GRID}: missing or non-finite state at time steps {bad}")
+        self.state = ((state - self.grid_mean) / self.grid_std).astype(np.float32)
+        obs = np.asarray(zarr.open_array(str(root / OBS), path="values", mode="r")[...])
+        self.clock = clock_features(self.manifest.times())
+        self.obs_mask = np.isfinite(obs)
+        self.obs = np.where(self.obs_mask, (obs - self.obs_mean) / self.obs_std, 0.0).astype(
+            np.float32
+        )
+
+    def indices(self, start: str, end: str, spec: WindowSpec) -> np.ndarray:
+        """Analysis indices whose whole sample (history and rollout) lies in [start, end]."""
+        times = self.manifest.times()
+        lo = int(np.searchsorted(times, np.datetime64(start, "ns"), side="left"))
+        hi = int(np.searchsorted(times, np.datetime64(end, "ns"), side="right"))
+        first, last = lo + spec.history - 1, hi - 1 - spec.rollout
+        if last < first:
+            raise ShardError(
+                f"period {start}..{end} is too short for history {spec.history} and rollout "
+                f"{spec.rollout} on shards covering {times[0]}..{times[-1]}"
+            )
+        return np.arange(first, last + 1)
+
+    def batch(self, idx: np.ndarray, spec: WindowSpec) -> dict[str, np.ndarray]:
+        hist = idx[:, None] + np.arange(-spec.history + 1, 1)[None, :]
+        span = idx[:, None] + np.arange(-spec.history + 1, spec.rollout + 1)[None, :]
+        return {
+            "index": idx,
+            "clock": self.clock[span],
+            "obs": self.obs[hist],
+            "obs_mask": self.obs_mask[hist].astype(np.float32),
+            "target": self.state[span],
+        }

@@ -1,0 +1,119 @@
+"""obs2grid: sparse observations (+ own background) → dense analysis → residual stepper.
+
+The analysis network corrects a background (the model's previous forecast when cycling, the
+climatological mean otherwise) with gridded observation features; the step network predicts
+the one-step tendency in units of its climatological size, so every channel's residual is O(1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from stratocast.models.base import Geometry, register
+from stratocast.models.obs2grid.blocks import GridNet
+from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid, bilinear_at
+
+
+def _static_fields(g: Geometry) -> np.ndarray:
+    lat, lon = np.meshgrid(np.radians(g.lat), np.radians(g.lon), indexing="ij")
+    oro = g.orography / 1000.0
+    return np.stack([np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon), oro]).astype(np.float32)
+
+
+class Obs2Grid(nn.Module):
+    static: torch.Tensor  # (n_static, H, W)
+    tendency_scale: torch.Tensor  # (1, C, 1, 1)
+    obs_offset: torch.Tensor  # (S, V)
+    lon_hours: torch.Tensor  # (1, W): local solar time offset of each longitude
+
+    def __init__(
+        self,
+        geometry: Geometry,
+        hidden: int = 32,
+        blocks: int = 4,
+        kernel_widths_km: tuple[float, ...] = (300.0, 900.0),
+    ) -> None:
+        super().__init__()
+        g = geometry
+        self.n_channels = len(g.channels)
+        self.encoder = StationToGrid(g.lat, g.lon, g.station_lat, g.station_lon, kernel_widths_km)
+        static = torch.from_numpy(_static_fields(g))
+        self.register_buffer("static", static)
+        n_static = static.shape[0] + 4  # + solar forcing, see _static
+        lon_hours = torch.tensor(np.asarray(g.lon) / 15.0, dtype=torch.float32)[None, :]
+        self.register_buffer("lon_hours", lon_hours)
+        n_obs = self.encoder.n_features_per_variable * len(g.obs_variables)
+        # +1: a plane saying whether the background is a real forecast or the climatology.
+        self.analysis_net = GridNet(
+            n_obs + self.n_channels + 1 + n_static, self.n_channels, hidden, blocks
+        )
+        self.step_net = GridNet(self.n_channels + n_static, self.n_channels, hidden, blocks)
+        self.register_buffer(
+            "tendency_scale",
+            torch.tensor(g.tendency_scale, dtype=torch.float32)[None, :, None, None],
+        )
+        # Reports are reduced to the grid cell's surface height before spreading (the model's
+        # t2m lives on the grid orography); this is the standard-atmosphere lapse correction.
+        offset = np.zeros((len(g.station_lat), len(g.obs_variables)), dtype=np.float32)
+        if "t2m" in g.obs_variables:
+            k = g.obs_variables.index("t2m")
+            oro_at = bilinear_at(g.orography, g.lat, g.lon, g.station_lat, g.station_lon)
+            offset[:, k] = LAPSE_RATE * (g.station_elevation - oro_at) / g.obs_std[k]
+        self.register_buffer("obs_offset", torch.from_numpy(offset))
+
+    def _static(self, clock: torch.Tensor) -> torch.Tensor:
+        """Static fields plus solar forcing: local time of day and season, as sin/cos."""
+        b = clock.shape[0]
+        static = self.static.unsqueeze(0).expand(b, -1, -1, -1)
+        local_hour = clock[:, 0, None, None] + self.lon_hours[None]  # (B, 1, W)
+        day = 2 * torch.pi * local_hour / 24.0
+        year = 2 * torch.pi * clock[:, 1] / 365.25
+        h, w = static.shape[-2:]
+        forcing = torch.stack(
+            [
+                torch.sin(day).expand(b, h, w),
+                torch.cos(day).expand(b, h, w),
+                torch.sin(year)[:, None, None].expand(b, h, w),
+                torch.cos(year)[:, None, None].expand(b, h, w),
+            ],
+            dim=1,
+        )
+        return torch.cat([static, forcing], dim=1)
+
+    def analyse(
+        self,
+        obs: torch.Tensor,
+        obs_mask: torch.Tensor,
+        background: torch.Tensor | None,
+        clock: torch.Tensor,
+    ) -> torch.Tensor:
+        b = obs.shape[0]
+        h, w = self.static.shape[-2:]
+        if background is None:
+            background = obs.new_zeros((b, self.n_channels, h, w))  # normalised climatology
+            flag = obs.new_zeros((b, 1, h, w))
+        else:
+            flag = obs.new_ones((b, 1, h, w))
+        feats = self.encoder(obs + self.obs_offset * obs_mask, obs_mask)
+        x = torch.cat([feats, background, flag, self._static(clock)], dim=1)
+        out: torch.Tensor = background + self.analysis_net(x)
+        return out
+
+    def step(self, state: torch.Tensor, clock: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([state, self._static(clock)], dim=1)
+        out: torch.Tensor = state + self.tendency_scale * self.step_net(x)
+        return out
+
+
+@register("obs2grid")
+def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
+    known = {"hidden", "blocks", "kernel_widths_km"}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"obs2grid: unknown options {sorted(unknown)}; known: {sorted(known)}")
+    hidden = int(options.get("hidden", 32))  # type: ignore[call-overload]
+    blocks = int(options.get("blocks", 4))  # type: ignore[call-overload]
+    widths = tuple(float(w) for w in options.get("kernel_widths_km", (300.0, 900.0)))  # type: ignore[attr-defined]
+    return Obs2Grid(geometry, hidden=hidden, blocks=blocks, kernel_widths_km=widths)

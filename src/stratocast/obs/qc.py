@@ -1,0 +1,207 @@
+"""Vectorised quality control over the long (report, variable) table.
+
+Checks run in this order and a value keeps the *first* check it fails, so one bad value is
+reported once, under its most basic fault:
+
+1. ``range``: outside the canonical variable's valid range (``stratocast.vocab.variables``).
+2. ``consistency``: dewpoint above temperature by more than ``dewpoint_tolerance`` (the
+   dewpoint is quarantined); calm wind (0 m/s) with a direction other than 0, or a non-zero
+   speed with direction 0, the WMO calm code (the direction is quarantined).
+3. ``duplicate``: same station, time, variable and value as an earlier row (of this run or of
+   the store context): the first is kept, later copies are quarantined.
+4. ``spike``: a value that jumps away from both neighbours (same station and variable, each
+   within ``window_hours``) by more than ``spike_max[var]`` in the same direction.
+5. ``step``: after spikes are removed, a change larger than ``step_max[var]`` from the previous
+   value within ``window_hours``; the later value is quarantined.
+6. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
+
+Default thresholds (state them, change them in config): spike t2m 8 K, d2m 10 K, msl/sp
+800 Pa; step over <= 6 h: t2m/d2m 15 K, msl/sp 2000 Pa. They are deliberately loose: frontal
+passages give 10 K and 10 hPa in a few hours, and a false rejection loses a true extreme.
+Context rows (already in the store) take part in duplicate and temporal checks but are never
+themselves re-judged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from stratocast.config import ComponentConfig
+from stratocast.obs.harmonise import DERIVED_FROM
+from stratocast.vocab.variables import VARIABLES
+
+
+class QCConfig(ComponentConfig):
+    dewpoint_tolerance: float = Field(default=0.5, ge=0.0, description="K")
+    window_hours: float = Field(default=6.0, gt=0.0)
+    spike_max: dict[str, float] = Field(
+        default_factory=lambda: {"t2m": 8.0, "d2m": 10.0, "msl": 800.0, "sp": 800.0}
+    )
+    step_max: dict[str, float] = Field(
+        default_factory=lambda: {"t2m": 15.0, "d2m": 15.0, "msl": 2000.0, "sp": 2000.0}
+    )
+
+
+def _flag(df: pd.DataFrame, mask: pd.Series | np.ndarray, check: str, reason: pd.Series) -> None:
+    """Set check/reason where ``mask`` and the row is not already flagged."""
+    m = np.asarray(mask, dtype=bool) & df["check"].isna().to_numpy()
+    if m.any():
+        idx = df.index[m]
+        df.loc[idx, "check"] = check
+        df.loc[idx, "reason"] = reason[m] if isinstance(reason, pd.Series) else reason
+
+
+def _fmt(x: pd.Series) -> pd.Series:
+    return x.map(lambda v: f"{v:.6g}")
+
+
+def check_range(df: pd.DataFrame) -> None:
+    lo = df["variable"].map({k: v.valid_min for k, v in VARIABLES.items()})
+    hi = df["variable"].map({k: v.valid_max for k, v in VARIABLES.items()})
+    unknown = lo.isna()
+    _flag(df, unknown, "unknown_variable", "not a canonical variable: " + df["variable"])
+    bad = ((df["value"] < lo) | (df["value"] > hi) | ~np.isfinite(df["value"])) & ~unknown
+    if bad.any():
+        units = df["variable"].map({k: v.units for k, v in VARIABLES.items()})
+        reason = (
+            df["variable"]
+            + "="
+            + _fmt(df["value"])
+            + " "
+            + units
+            + " outside valid range ["
+            + _fmt(lo)
+            + ", "
+            + _fmt(hi)
+            + "]"
+        )
+        _flag(df, bad, "range", reason)
+
+
+def _per_report(df: pd.DataFrame, variable: str) -> pd.Series:
+    rows = df[df["variable"] == variable]
+    return pd.Series(rows["value"].to_numpy(), index=rows["report_key"].to_numpy())
+
+
+def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
+    key = df["report_key"]
+    t = key.map(_per_report(df, "t2m"))
+    td = df["value"].where(df["variable"] == "d2m")
+    bad = td > t + tolerance
+    _flag(
+        df,
+        bad,
+        "consistency",
+        "dewpoint " + _fmt(td) + " K above temperature " + _fmt(t) + " K",
+    )
+    ws = key.map(_per_report(df, "ws10"))
+    wd = df["value"].where(df["variable"] == "wd10")
+    calm_dir = (ws == 0) & (wd != 0) & wd.notna()
+    _flag(df, calm_dir, "consistency", "calm wind (0 m/s) with direction " + _fmt(wd))
+    dir_zero = (ws > 0) & (wd == 0)
+    _flag(df, dir_zero, "consistency", "direction 0 (calm code) with speed " + _fmt(ws) + " m/s")
+
+
+def check_duplicates(df: pd.DataFrame, context: pd.DataFrame | None) -> None:
+    cols = ["station_id", "time", "variable", "value"]
+    if context is not None and len(context):
+        both = pd.concat([context[cols], df[cols]], ignore_index=True)
+        dup = both.duplicated(keep="first").to_numpy()[len(context) :]
+    else:
+        dup = df.duplicated(subset=cols, keep="first").to_numpy()
+    _flag(df, dup, "duplicate", "exact duplicate of an earlier report (station, time, value)")
+
+
+def _neighbours(frame: pd.DataFrame, window: pd.Timedelta) -> tuple[pd.Series, pd.Series]:
+    """Value differences to the previous/next row of the same series (NaN beyond window)."""
+    same_prev = (frame["station_id"] == frame["station_id"].shift(1)) & (
+        frame["variable"] == frame["variable"].shift(1)
+    )
+    same_next = (frame["station_id"] == frame["station_id"].shift(-1)) & (
+        frame["variable"] == frame["variable"].shift(-1)
+    )
+    dt_prev = frame["time"] - frame["time"].shift(1)
+    dt_next = frame["time"].shift(-1) - frame["time"]
+    d_prev = (frame["value"] - frame["value"].shift(1)).where(same_prev & (dt_prev <= window))
+    d_next = (frame["value"] - frame["value"].shift(-1)).where(same_next & (dt_next <= window))
+    return d_prev, d_next
+
+
+def check_temporal(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None) -> None:
+    variables = set(cfg.spike_max) | set(cfg.step_max)
+    cols = ["station_id", "time", "variable", "value"]
+    new = df.loc[df["check"].isna() & df["variable"].isin(variables), cols].assign(_new=True)
+    parts = [new]
+    if context is not None and len(context):
+        parts.append(context.loc[context["variable"].isin(variables), cols].assign(_new=False))
+    frame = pd.concat(parts).sort_values(["station_id", "variable", "time"], kind="stable")
+    if frame.empty:
+        return
+    window = pd.Timedelta(hours=cfg.window_hours)
+    spike_thr = frame["variable"].map(cfg.spike_max)
+    d_prev, d_next = _neighbours(frame, window)
+    spike = (np.sign(d_prev) == np.sign(d_next)) & (d_prev.abs() > spike_thr)
+    spike &= d_next.abs() > spike_thr
+    spike &= frame["_new"]
+    reason = (
+        frame["variable"]
+        + " spike: "
+        + _fmt(d_prev)
+        + " then "
+        + _fmt(-d_next)
+        + " (threshold "
+        + _fmt(spike_thr)
+        + ")"
+    )
+    hit = spike[spike].index
+    _flag(df, df.index.isin(hit), "spike", reason[spike].reindex(df.index))
+
+    rest = frame[~spike]
+    step_thr = rest["variable"].map(cfg.step_max)
+    d_prev, _ = _neighbours(rest, window)
+    step = (d_prev.abs() > step_thr) & rest["_new"]
+    reason = (
+        rest["variable"]
+        + " step "
+        + _fmt(d_prev)
+        + " within "
+        + f"{cfg.window_hours:g} h (threshold "
+        + _fmt(step_thr)
+        + ")"
+    )
+    hit = step[step].index
+    _flag(df, df.index.isin(hit), "step", reason[step].reindex(df.index))
+
+
+def propagate_derived(df: pd.DataFrame) -> None:
+    flagged = df.loc[df["check"].notna(), ["report_key", "variable"]]
+    if flagged.empty:
+        return
+    for derived, inputs in DERIVED_FROM.items():
+        rows = df["variable"] == derived
+        for name in inputs:
+            bad_keys = flagged.loc[flagged["variable"] == name, "report_key"]
+            if len(bad_keys):
+                mask = rows & df["report_key"].isin(bad_keys)
+                _flag(df, mask, "derived", pd.Series(f"derived from quarantined {name}", df.index))
+
+
+def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fill ``check``/``reason`` for failing rows of ``df`` (a copy is returned).
+
+    ``df`` needs station_id, time, variable, value, report_key, check, reason (check/reason
+    may carry decode-time flags). ``context`` has station_id, time, variable, value of rows
+    already accepted earlier.
+    """
+    out = df.copy()
+    if out.empty:
+        return out
+    out.index = pd.RangeIndex(len(out))
+    check_range(out)
+    check_consistency(out, cfg.dewpoint_tolerance)
+    check_duplicates(out, context)
+    check_temporal(out, cfg, context)
+    propagate_derived(out)
+    return out

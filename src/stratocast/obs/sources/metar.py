@@ -1,0 +1,296 @@
+"""METAR/SPECI reader for NWS-style collectives and plain one-report-per-line files.
+
+Regex-based and deliberately lean (no per-group objects): each report costs a handful of
+compiled-regex searches. Decoded:
+
+* wind ``dddff[Ggg](KT|MPS|KMH)``, ``VRBff`` (speed only: no direction, so no u/v) and calm
+  ``00000KT`` (speed 0, direction 0, u = v = 0);
+* temperature/dewpoint ``TT/TdTd`` (``M`` = minus), replaced by the remark T-group
+  ``TsTTTsTdTdTd`` (0.1 °C) when present;
+* pressure: remark ``SLPppp`` (sea-level pressure, 0.1 hPa) is ``msl``. Without it the altimeter
+  setting (``Annnn`` inHg, ``Qnnnn`` hPa, i.e. QNH) stands in for ``msl``. QNH reduces station
+  pressure with the ICAO standard atmosphere rather than the actual temperature column, so it
+  matches true MSL pressure to ~1 hPa at low stations but can differ by several hPa at high,
+  hot or cold ones; QC ranges are loose enough for that. Because QNH *is* station pressure run
+  through the standard atmosphere, it inverts exactly to station pressure ``sp`` given the
+  station elevation (NWS altimeter-setting formula), which is emitted too.
+
+Month and year are not in a METAR: they come from ``reference_time`` (caller) or, failing that,
+a ``YYYYMMDD`` date in the file name. A report day later than the reference (+1 day slack for
+clock skew) belongs to the previous month.
+
+Rejected as records (never silently dropped): reports containing control characters (the NUL
+byte of a corrupted transmission: everything after it is untrustworthy), malformed station or
+day/time groups, NIL reports, unknown stations, reports with no decodable weather group.
+Non-ASCII bytes (e.g. a stray UTF-8 no-break space) are replaced by spaces before decoding:
+they separate groups but carry no data.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.harmonise import derive
+from stratocast.obs.lexicon import (
+    HPA,
+    INHG,
+    KMH,
+    KNOT,
+    ZERO_C,
+    LexiconEntry,
+    celsius_to_kelvin,
+    hpa_to_pa,
+    identity,
+    inhg_to_pa,
+    knots_to_ms,
+)
+from stratocast.obs.stations import Station, StationCatalogue
+
+LEXICON: dict[str, LexiconEntry] = {
+    "TT": LexiconEntry("TT (temperature group / RMK T-group)", "degC", "t2m", celsius_to_kelvin),
+    "TdTd": LexiconEntry("TdTd (dewpoint group / RMK T-group)", "degC", "d2m", celsius_to_kelvin),
+    "ff": LexiconEntry("ff (wind speed, KT|MPS|KMH)", "kt", "ws10", knots_to_ms),
+    "ddd": LexiconEntry("ddd (wind direction)", "degree", "wd10", identity),
+    "SLP": LexiconEntry("RMK SLPppp", "hPa", "msl", hpa_to_pa),
+    "QNH_A": LexiconEntry("Annnn altimeter setting (QNH as msl)", "inHg", "msl", inhg_to_pa),
+    "QNH_Q": LexiconEntry("Qnnnn altimeter setting (QNH as msl)", "hPa", "msl", hpa_to_pa),
+}
+
+_SPEED_FACTOR = {"KT": KNOT, "MPS": 1.0, "KMH": KMH}
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_HEADER = re.compile(
+    r"(?:\d{3}"  # bulletin sequence number
+    r"|[A-Z]{4}\d{0,2} [A-Z]{4} \d{6}(?: [A-Z]{3})?"  # WMO abbreviated heading TTAAii CCCC YYGGgg
+    r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3})"  # report type line, AWIPS product id
+)
+_STATION = re.compile(r"[A-Z][A-Z0-9]{3}")
+_DAYTIME = re.compile(r"(\d\d)(\d\d)(\d\d)Z")
+_WIND = re.compile(r"(?<!\S)(\d{3}|VRB)(\d{2,3})(?:G\d{2,3})?(KT|MPS|KMH)(?!\S)")
+_TEMP = re.compile(r"(?<!\S)(M?\d\d)/(M?\d\d)?(?!\S)")
+_ALTIM = re.compile(r"(?<!\S)([AQ])(\d{4})(?!\S)")
+_SLP = re.compile(r"(?<!\S)SLP(\d{3})(?!\S)")
+_TGROUP = re.compile(r"(?<!\S)T([01])(\d{3})(?:([01])(\d{3}))?(?!\S)")
+_TREND = re.compile(r"(?<!\S)(?:TEMPO|BECMG|NOSIG)(?!\S)")
+_FILE_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
+
+
+def _temp_c(group: str) -> float:
+    return -float(group[1:]) if group[0] == "M" else float(group)
+
+
+def qnh_to_station_pressure(qnh_pa: float, elevation_m: float) -> float:
+    """Invert the altimeter setting to station pressure (NWS formula, hPa internally)."""
+    a = qnh_pa / HPA
+    return (a**0.190263 - 8.417286e-5 * elevation_m) ** (1.0 / 0.190263) * HPA
+
+
+class _Dater:
+    """Turns a METAR ``ddhhmm`` into a UTC datetime given the reference month."""
+
+    def __init__(self, limit: datetime) -> None:
+        self.limit = limit  # latest acceptable report time
+
+    def __call__(self, day: int, hour: int, minute: int) -> datetime | None:
+        if hour > 24 or minute > 59 or day < 1 or day > 31:
+            return None
+        extra = timedelta(0)
+        if hour == 24:  # "2400Z" is midnight at the end of the day
+            hour, extra = 0, timedelta(days=1)
+        year, month = self.limit.year, self.limit.month
+        for _ in range(3):  # this month, else earlier ones (a 31st needs a 31-day month)
+            if day <= calendar.monthrange(year, month)[1]:
+                t = datetime(year, month, day, hour, minute, tzinfo=UTC) + extra
+                if t <= self.limit:
+                    return t
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        return None
+
+
+def _decode(
+    text: str, report_id: str, icao: dict[str, Station], dater: _Dater
+) -> Record:  # one report's text -> Report or Rejection
+    bad = _CONTROL.search(text)
+    if bad:
+        return Rejection(
+            report_id,
+            "malformed",
+            f"control character {bad.group()!r} at column {bad.start() + 1}: "
+            "corrupted transmission",
+            text,
+        )
+    clean = _NON_ASCII.sub(" ", text) if not text.isascii() else text
+    tokens = clean.split()
+    i = 1 if tokens and tokens[0] in ("METAR", "SPECI") else 0
+    if len(tokens) < i + 2:
+        return Rejection(report_id, "malformed", "too short for station and day/time", text)
+    station = tokens[i]
+    if not _STATION.fullmatch(station):
+        return Rejection(report_id, "malformed", f"malformed station identifier {station!r}", text)
+    m = _DAYTIME.fullmatch(tokens[i + 1])
+    if m is None:
+        return Rejection(
+            report_id, "malformed", f"malformed day/time group {tokens[i + 1]!r}", text, station
+        )
+    t = dater(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    if t is None:
+        return Rejection(
+            report_id, "malformed", f"impossible day/time {tokens[i + 1]!r}", text, station
+        )
+    if len(tokens) > i + 2 and tokens[i + 2] == "NIL":
+        return Rejection(report_id, "nil", "NIL report (no observation)", text, station, t)
+    st = icao.get(station)
+    if st is None:
+        return Rejection(
+            report_id,
+            "unknown_station",
+            f"unknown station {station}: not in the station catalogue",
+            text,
+            station,
+            t,
+        )
+
+    rest = " ".join(tokens[i + 2 :])
+    body, _, rmk = rest.partition(" RMK ")
+    if rest.startswith("RMK "):
+        body, rmk = "", rest[4:]
+    trend = _TREND.search(body)
+    if trend:
+        body = body[: trend.start()]
+
+    values: dict[str, float] = {}
+    w = _WIND.search(body)
+    if w:
+        ws = float(w.group(2)) * _SPEED_FACTOR[w.group(3)]
+        values["ws10"] = ws
+        if w.group(1) != "VRB":  # variable direction: no direction, hence no u/v
+            values["wd10"] = float(w.group(1))
+    tt = _TEMP.search(body)
+    if tt:
+        values["t2m"] = _temp_c(tt.group(1)) + ZERO_C
+        if tt.group(2):
+            values["d2m"] = _temp_c(tt.group(2)) + ZERO_C
+    if rmk:
+        tg = _TGROUP.search(rmk)
+        if tg:  # 0.1 °C precision beats the whole-degree body group
+            sign = -0.1 if tg.group(1) == "1" else 0.1
+            values["t2m"] = sign * int(tg.group(2)) + ZERO_C
+            if tg.group(3):
+                sign = -0.1 if tg.group(3) == "1" else 0.1
+                values["d2m"] = sign * int(tg.group(4)) + ZERO_C
+        slp = _SLP.search(rmk)
+        if slp:
+            tenths = int(slp.group(1))
+            # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
+            values["msl"] = (1000.0 + tenths / 10 if tenths < 500 else 900.0 + tenths / 10) * HPA
+    alt = _ALTIM.search(body)
+    if alt:
+        n = int(alt.group(2))
+        qnh = n / 100 * INHG if alt.group(1) == "A" else n * HPA
+        if "msl" not in values:
+            values["msl"] = qnh
+        if not math.isnan(st.elevation):
+            values["sp"] = qnh_to_station_pressure(qnh, st.elevation)
+    if not values:
+        return Rejection(report_id, "no_data", "no decodable weather group", text, station, t)
+    derive(values)
+    return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text)
+
+
+def split_reports(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (first line number, report text) from a collective or a one-per-line file.
+
+    A report starts on a non-indented line, continues on indented lines and ends at ``=``, a
+    blank line, a new non-indented line or the end of the bulletin. Bulletin framing (SOH/ETX,
+    sequence numbers, WMO headings, AWIPS ids) is skipped.
+    """
+    parts: list[str] = []
+    start = 0
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        s = line.strip(" \t\r\x01\x03")
+        if not s:
+            if parts:
+                yield start, " ".join(parts)
+                parts = []
+            continue
+        indented = line[:1] in (" ", "\t")
+        if not (indented and parts):
+            if parts:
+                yield start, " ".join(parts)
+                parts = []
+            if _HEADER.fullmatch(s):
+                continue
+            start = lineno
+        while "=" in s:  # '=' ends a report; rarely, two share a line
+            head, _, s = s.partition("=")
+            head = head.strip()
+            if head:
+                parts.append(head)
+            if parts:
+                yield start, " ".join(parts)
+                parts = []
+            s = s.strip()
+            start = lineno
+        if s:
+            parts.append(s)
+    if parts:
+        yield start, " ".join(parts)
+
+
+def reference_from_name(path: Path) -> datetime | None:
+    m = _FILE_DATE.search(path.name)
+    if m is None:
+        return None
+    try:
+        return datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+class MetarSource:
+    """Source ``metar``: METAR/SPECI text. Needs a station catalogue (METAR has no location)."""
+
+    name = "metar"
+    lexicon = LEXICON
+
+    def __init__(self, reference_time: datetime | str | None = None) -> None:
+        if isinstance(reference_time, str):
+            reference_time = datetime.fromisoformat(reference_time)
+        if reference_time is not None and reference_time.tzinfo is None:
+            reference_time = reference_time.replace(tzinfo=UTC)
+        self.reference_time = reference_time
+
+    def _limit(self, path: Path) -> datetime:
+        if self.reference_time is not None:
+            return self.reference_time + timedelta(days=1)
+        day = reference_from_name(path)
+        if day is None:
+            raise SourceFileError(
+                f"{path}: cannot date METAR reports (they carry only day and time): name the "
+                "file with its date (YYYYMMDD.txt) or pass reference_time to the metar source"
+            )
+        return day + timedelta(days=2)  # end of the named day, plus one day of slack
+
+    def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
+        path = Path(path)
+        if catalogue is None:
+            raise ValueError("the metar source needs a StationCatalogue: METAR has no location")
+        dater = _Dater(self._limit(path))
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
+        # latin-1 maps every byte to a character, so decoding never fails; bad bytes are then
+        # judged per report instead of failing the whole file.
+        text = data.decode("latin-1")
+        icao = catalogue.icao_index
+        name = path.name
+        for lineno, report in split_reports(text):
+            yield _decode(report, f"{name}:{lineno}", icao, dater)

@@ -1,0 +1,381 @@
+"""WMO SYNOP in BUFR (TM 307080/307086 and relatives), decoded with ecCodes directly.
+
+Speed: one ``unpack`` per message, one key-name walk to learn the layout (which rank of each
+key belongs to which subset, and which sensor-height qualifier precedes it), then one
+``codes_get_array`` per key per message; no per-subset ecCodes calls.
+
+Layout rules ecCodes follows and this relies on:
+
+* uncompressed messages number ranks (``#3#airTemperature``) across all subsets in order, and
+  the key walk marks each subset start with ``subsetNumber``; ``codes_get_array(h, key)``
+  returns every occurrence in rank order;
+* compressed messages share one layout for all subsets; ``#r#key`` returns one value per
+  subset (or a single value when constant across subsets).
+
+Per subset the *first* occurrence of each element is used: later ones belong to other
+sections of the template (e.g. a second wind group for extreme winds, ship positions).
+Sensor height: ``heightOfSensorAboveLocalGroundOrDeckOfMarinePlatform`` most recently set
+before the element qualifies it. A temperature outside ``temperature_heights`` or a wind outside
+``wind_heights`` (m) is not a 2 m / 10 m value: it is decoded but flagged (check
+``sensor_height``) and goes to quarantine. A missing height means the standard height.
+
+Units are already SI in ecCodes (K, Pa, m s-1, degree); the lexicon records that explicitly.
+Station id: the WIGOS id ``series-issuer-issue-local`` when complete, else the 5-digit WMO
+block*1000+station, else a national ``shortStationName`` as ``<centre>:<name>`` (DWD sends its
+non-WMO stations so); a catalogue entry with that WMO number supplies its own station_id.
+Only surface data categories (0 land, 1 sea) are decoded: a TEMP or AMDAR message fed to
+this reader is rejected, not misread as 2 m values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import eccodes
+
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.harmonise import derive
+from stratocast.obs.lexicon import LexiconEntry, identity
+from stratocast.obs.stations import StationCatalogue, wmo_id
+
+_HEIGHT = "heightOfSensorAboveLocalGroundOrDeckOfMarinePlatform"
+
+# native key -> lexicon entry; the "At2M"/"At10M" spellings come from older templates where
+# the height is part of the element rather than a qualifier.
+LEXICON: dict[str, LexiconEntry] = {
+    k: LexiconEntry(k, unit, var, identity)
+    for k, unit, var in [
+        ("airTemperature", "K", "t2m"),
+        ("airTemperatureAt2M", "K", "t2m"),
+        ("dewpointTemperature", "K", "d2m"),
+        ("dewpointTemperatureAt2M", "K", "d2m"),
+        ("windSpeed", "m s-1", "ws10"),
+        ("windSpeedAt10M", "m s-1", "ws10"),
+        ("windDirection", "degree", "wd10"),
+        ("windDirectionAt10M", "degree", "wd10"),
+        ("pressureReducedToMeanSeaLevel", "Pa", "msl"),
+        ("nonCoordinatePressure", "Pa", "sp"),  # station-level pressure in SYNOP templates
+    ]
+}
+_QUALIFIED = {"airTemperature": "t", "dewpointTemperature": "t", "windSpeed": "w"}
+_QUALIFIED["windDirection"] = "w"
+
+_NUMERIC_META = [
+    "wigosIdentifierSeries",
+    "wigosIssuerOfIdentifier",
+    "wigosIssueNumber",
+    "blockNumber",
+    "stationNumber",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "latitude",
+    "longitude",
+    "heightOfStationGroundAboveMeanSeaLevel",
+    "heightOfStation",
+]
+_STRING_META = ["wigosLocalIdentifierCharacter", "shortStationName"]
+_WANTED = {*LEXICON, *_NUMERIC_META, *_STRING_META}
+
+
+def _missing(v: Any) -> bool:
+    # ecCodes marks missing doubles as -1e100 and missing integers as 2**31-1
+    return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
+
+
+def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:
+    """Yield (byte offset, message bytes or None, error) for each ``BUFR`` marker in ``data``.
+
+    Lengths come from section 0; a message whose declared end is past the file or lacks the
+    ``7777`` end marker is reported and the scan resumes at the next ``BUFR`` marker, so one
+    corrupt message never hides the rest of the file.
+    """
+    pos = data.find(b"BUFR")
+    while pos >= 0:
+        if pos + 8 > len(data):
+            yield pos, None, "truncated section 0"
+            return
+        length = int.from_bytes(data[pos + 4 : pos + 7], "big")
+        edition = data[pos + 7]
+        end = pos + length
+        if edition < 2 or length < 16:
+            yield pos, None, f"unsupported BUFR edition {edition} or bad length {length}"
+            pos = data.find(b"BUFR", pos + 4)
+        elif end > len(data) or data[end - 4 : end] != b"7777":
+            yield pos, None, f"truncated or corrupt: declared length {length}, no 7777 at its end"
+            pos = data.find(b"BUFR", pos + 4)
+        else:
+            yield pos, data[pos:end], ""
+            pos = data.find(b"BUFR", end)
+
+
+def _key_names_public(h: int) -> list[str]:
+    it = eccodes.codes_bufr_keys_iterator_new(h)
+    names = []
+    try:
+        while eccodes.codes_bufr_keys_iterator_next(it):
+            names.append(eccodes.codes_bufr_keys_iterator_get_name(it))
+    finally:
+        eccodes.codes_bufr_keys_iterator_delete(it)
+    return names
+
+
+def _key_names_fast(h: int) -> list[str]:
+    # Same walk as _key_names_public through the cffi layer directly: the public wrappers
+    # re-cast the iterator handle on every call, which made the walk ~60% of decode time.
+    it = _lib.codes_bufr_keys_iterator_new(_gribapi.get_handle(h), 0)
+    if it == _ffi.NULL:
+        raise eccodes.InvalidKeysIteratorError("cannot create BUFR keys iterator")
+    nxt, get, string = (
+        _lib.codes_bufr_keys_iterator_next,
+        _lib.codes_bufr_keys_iterator_get_name,
+        _ffi.string,
+    )
+    names = []
+    try:
+        while nxt(it):
+            names.append(string(get(it)))
+    finally:
+        _lib.codes_bufr_keys_iterator_delete(it)
+    return [n.decode("ascii", "replace") for n in names]
+
+
+try:
+    from gribapi import gribapi as _gribapi
+    from gribapi.bindings import ffi as _ffi
+    from gribapi.bindings import lib as _lib
+
+    _key_names = _key_names_fast
+except ImportError:  # a future eccodes-python without these internals: correct, just slower
+    _key_names = _key_names_public
+
+
+def _walk(h: int, compressed: bool) -> list[dict[str, tuple[int, int]]]:
+    """Per subset: key -> (rank of its first occurrence, rank of the preceding height or 0)."""
+    layout: list[dict[str, tuple[int, int]]] = []
+    current: dict[str, tuple[int, int]] = {}
+    height_rank = 0
+    for name in _key_names(h):
+        if name == "subsetNumber" and not compressed:
+            current, height_rank = {}, 0
+            layout.append(current)
+            continue
+        if name[0] != "#" or "->" in name:
+            continue  # header keys and attributes (->percentConfidence etc.)
+        _, rank_s, key = name.split("#", 2)
+        if key == _HEIGHT:
+            height_rank = int(rank_s)
+        elif key in _WANTED and key not in current:
+            if not layout:  # single-subset or compressed: no subsetNumber markers
+                layout.append(current)
+            current[key] = (int(rank_s), height_rank)
+    return layout
+
+
+class _Arrays:
+    """Values of ``key`` at ``rank`` for subset ``s``, fetched once per key per message."""
+
+    def __init__(self, h: int, compressed: bool, n: int) -> None:
+        self.h, self.compressed, self.n = h, compressed, n
+        self._cache: dict[str, Sequence[Any]] = {}
+
+    def get(self, key: str, rank: int, subset: int, string: bool = False) -> Any:
+        name = f"#{rank}#{key}" if self.compressed else key
+        arr = self._cache.get(name)
+        if arr is None:
+            get = eccodes.codes_get_string_array if string else eccodes.codes_get_array
+            arr = get(self.h, name)
+            self._cache[name] = arr
+        if self.compressed:
+            return arr[subset] if len(arr) == self.n else arr[0]
+        return arr[rank - 1]
+
+
+_SURFACE_CATEGORIES = (0, 1)
+
+
+class SynopBufrSource:
+    """Source ``synop_bufr``: WMO SYNOP BUFR (land stations), via ecCodes."""
+
+    name = "synop_bufr"
+    lexicon = LEXICON
+
+    def __init__(
+        self,
+        temperature_heights: tuple[float, float] = (1.0, 3.0),
+        wind_heights: tuple[float, float] = (5.0, 15.0),
+    ) -> None:
+        self.heights = {"t": tuple(temperature_heights), "w": tuple(wind_heights)}
+
+    def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
+        if b"BUFR" not in data:
+            raise SourceFileError(f"{path}: no BUFR message found (not a BUFR file?)")
+        name = path.name
+        for index, (offset, msg, error) in enumerate(split_messages(data), start=1):
+            where = f"{name}:{index}"
+            if msg is None:
+                yield Rejection(
+                    where,
+                    "corrupt_message",
+                    f"{name}: message {index} at byte {offset}: {error}",
+                    data[offset : offset + 64].hex(),
+                )
+                continue
+            yield from self._message(msg, where, catalogue)
+
+    def _message(
+        self, msg: bytes, where: str, catalogue: StationCatalogue | None
+    ) -> Iterator[Record]:
+        try:
+            h = eccodes.codes_new_from_message(msg)
+        except eccodes.CodesInternalError as err:
+            yield Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+            return
+        try:
+            try:
+                eccodes.codes_set(h, "unpack", 1)
+                n = int(eccodes.codes_get(h, "numberOfSubsets"))
+                category = int(eccodes.codes_get(h, "dataCategory"))
+                centre = int(eccodes.codes_get(h, "bufrHeaderCentre"))
+                compressed = bool(eccodes.codes_get(h, "compressedData"))
+                layout = _walk(h, compressed)
+            except eccodes.CodesInternalError as err:
+                yield Rejection(
+                    where,
+                    "corrupt_message",
+                    f"{where}: ecCodes cannot unpack: {err}",
+                    msg[:64].hex(),
+                )
+                return
+            if category not in _SURFACE_CATEGORIES:
+                yield Rejection(
+                    where,
+                    "not_synop",
+                    f"{where}: BUFR data category {category} is not surface data (0 or 1)",
+                    msg[:64].hex(),
+                )
+                return
+            arrays = _Arrays(h, compressed, n)
+            for s in range(n):
+                keys = layout[0] if compressed else (layout[s] if s < len(layout) else {})
+                try:
+                    yield self._subset(arrays, keys, s, f"{where}:{s + 1}", catalogue, centre)
+                except eccodes.CodesInternalError as err:
+                    yield Rejection(
+                        f"{where}:{s + 1}", "corrupt_message", f"ecCodes error: {err}", ""
+                    )
+        finally:
+            eccodes.codes_release(h)
+
+    @staticmethod
+    def _string(arrays: _Arrays, keys: dict[str, tuple[int, int]], key: str, s: int) -> str:
+        v = arrays.get(key, keys[key][0], s, string=True)
+        return (v or "").strip()
+
+    def _subset(
+        self,
+        arrays: _Arrays,
+        keys: dict[str, tuple[int, int]],
+        s: int,
+        report_id: str,
+        catalogue: StationCatalogue | None,
+        centre: int,
+    ) -> Record:
+        meta: dict[str, Any] = {}
+        for key in _NUMERIC_META:
+            if key in keys:
+                v = arrays.get(key, keys[key][0], s)
+                if not _missing(v):
+                    meta[key] = v
+        raw = [f"{k}={v}" for k, v in meta.items()]
+
+        station_id, wmo = None, None
+        if "wigosLocalIdentifierCharacter" in keys:
+            local = self._string(arrays, keys, "wigosLocalIdentifierCharacter", s)
+            parts = [meta[k] for k in _NUMERIC_META[:3] if k in meta]
+            if local and len(parts) == 3:
+                station_id = "-".join(str(int(p)) for p in parts) + f"-{local}"
+                raw.insert(0, f"wigos={station_id}")
+        if "blockNumber" in meta and "stationNumber" in meta:
+            wmo = wmo_id(int(meta["blockNumber"]), int(meta["stationNumber"]))
+        known = catalogue.by_wmo(wmo) if (catalogue is not None and wmo) else None
+        if known is not None:
+            station_id = known.station_id
+        station_id = station_id or wmo
+        if station_id is None and "shortStationName" in keys:
+            short = self._string(arrays, keys, "shortStationName", s)
+            station_id = f"{centre}:{short}" if short else None
+        if station_id is None:
+            return Rejection(
+                report_id,
+                "no_station_id",
+                "no WIGOS id, WMO block/station or national station name",
+                " ".join(raw),
+            )
+        try:
+            t = datetime(
+                int(meta["year"]),
+                int(meta["month"]),
+                int(meta["day"]),
+                int(meta["hour"]),
+                int(meta.get("minute", 0)),
+                tzinfo=UTC,
+            )
+        except (KeyError, ValueError) as err:
+            return Rejection(
+                report_id, "bad_time", f"missing or invalid time ({err})", " ".join(raw), station_id
+            )
+        lat, lon = meta.get("latitude"), meta.get("longitude")
+        elev = meta.get("heightOfStationGroundAboveMeanSeaLevel", meta.get("heightOfStation"))
+        if known is not None:  # the message wins; the catalogue fills gaps
+            lat = known.lat if lat is None else lat
+            lon = known.lon if lon is None else lon
+            elev = known.elevation if elev is None else elev
+        if lat is None or lon is None:
+            return Rejection(
+                report_id, "no_location", "no latitude/longitude", " ".join(raw), station_id, t
+            )
+
+        lat, lon = round(float(lat), 6), round(float(lon), 6)  # drop BUFR scaling noise
+        values: dict[str, float] = {}
+        flags: dict[str, tuple[str, str]] = {}
+        for key, entry in LEXICON.items():
+            if key not in keys or entry.variable in values:
+                continue
+            rank, height_rank = keys[key]
+            v = arrays.get(key, rank, s)
+            if _missing(v):
+                continue
+            values[entry.variable] = entry.convert(float(v))
+            kind = _QUALIFIED.get(key)
+            note = ""
+            if kind and height_rank:
+                height = arrays.get(_HEIGHT, height_rank, s)
+                if not _missing(height):
+                    note = f"@{height:g}m"
+                    lo, hi = self.heights[kind]
+                    if not lo <= height <= hi:
+                        flags[entry.variable] = (
+                            "sensor_height",
+                            f"{key} measured at {height:g} m, outside the {lo:g}-{hi:g} m "
+                            f"accepted for {entry.variable}",
+                        )
+            raw.append(f"{key}={v}{note}")
+        if not values:
+            return Rejection(
+                report_id, "no_data", "no usable observed element", " ".join(raw), station_id, t
+            )
+        derive(values, flags)
+        elevation = math.nan if elev is None else float(elev)
+        return Report(report_id, station_id, lat, lon, elevation, t, values, " ".join(raw), flags)

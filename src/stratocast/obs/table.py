@@ -1,0 +1,137 @@
+"""Records -> columnar frames: the long (report, variable) layout the store and QC use.
+
+Built column-by-column from plain lists (no per-row dicts) because this runs once per decoded
+value. Internal columns (``report_key``, ``raw``, ``check``, ``reason``) ride along until the
+store splits rows into observations and quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from stratocast.obs.base import Record, Rejection, Report
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+VALUE_COLUMNS = [
+    "source",
+    "station_id",
+    "lat",
+    "lon",
+    "elevation",
+    "time",
+    "variable",
+    "value",
+    "report_id",
+    "report_key",  # int, unique per report within one ingest run
+    "raw",
+    "check",  # None while the value is good
+    "reason",
+]
+
+
+@dataclass
+class Decoded:
+    """One file's decode: per-value rows and per-record rejections."""
+
+    values: pd.DataFrame  # VALUE_COLUMNS
+    rejected: pd.DataFrame  # quarantine layout, variable/value null
+    n_reports: int  # decoded Reports (not rejections)
+
+
+def _times(us: list[int | None]) -> pd.Series:
+    arr = np.array([-(2**63) if u is None else u for u in us], dtype="int64")
+    return pd.Series(arr.view("datetime64[us]")).dt.tz_localize("UTC")
+
+
+def collect(records: Iterable[Record], source: str, key_offset: int = 0) -> Decoded:
+    """Flatten Reports into long rows and Rejections into quarantine rows."""
+    st: list[str] = []
+    lat: list[float] = []
+    lon: list[float] = []
+    elev: list[float] = []
+    tus: list[int | None] = []
+    var: list[str] = []
+    val: list[float] = []
+    rid: list[str] = []
+    rkey: list[int] = []
+    raw: list[str] = []
+    chk: list[str | None] = []
+    rsn: list[str | None] = []
+    rej: list[Rejection] = []
+    key = key_offset
+    n_reports = 0
+    for rec in records:
+        if type(rec) is not Report:
+            if isinstance(rec, Rejection):
+                rej.append(rec)
+                continue
+            if not isinstance(rec, Report):
+                raise TypeError(f"source {source!r} yielded {type(rec).__name__}, not a record")
+        if not rec.values:
+            rej.append(Rejection(rec.report_id, "no_data", "report without values", rec.raw))
+            continue
+        n_reports += 1
+        t = (rec.time - _EPOCH) // _US
+        for name, v in rec.values.items():
+            st.append(rec.station_id)
+            lat.append(rec.lat)
+            lon.append(rec.lon)
+            elev.append(rec.elevation)
+            tus.append(t)
+            var.append(name)
+            val.append(v)
+            rid.append(rec.report_id)
+            rkey.append(key)
+            raw.append(rec.raw)
+            flag = rec.flags.get(name) if rec.flags else None
+            chk.append(flag[0] if flag else None)
+            rsn.append(flag[1] if flag else None)
+        key += 1
+    values = pd.DataFrame(
+        {
+            "source": pd.Series([source] * len(st), dtype=object),
+            "station_id": pd.Series(st, dtype=object),
+            "lat": np.asarray(lat, dtype="float64"),
+            "lon": np.asarray(lon, dtype="float64"),
+            "elevation": np.asarray(elev, dtype="float32"),
+            "time": _times(tus) if tus else pd.Series([], dtype="datetime64[us, UTC]"),
+            "variable": pd.Series(var, dtype=object),
+            "value": np.asarray(val, dtype="float64"),
+            "report_id": pd.Series(rid, dtype=object),
+            "report_key": np.asarray(rkey, dtype="int64"),
+            "raw": pd.Series(raw, dtype=object),
+            "check": pd.Series(chk, dtype=object),
+            "reason": pd.Series(rsn, dtype=object),
+        }
+    )
+    rejected = rejections_frame(rej, source)
+    return Decoded(values, rejected, n_reports)
+
+
+def rejections_frame(rej: list[Rejection], source: str) -> pd.DataFrame:
+    n = len(rej)
+    tus = [None if r.time is None else (r.time - _EPOCH) // _US for r in rej]
+    times = _times(tus) if n else pd.Series([], dtype="datetime64[us, UTC]")
+    return pd.DataFrame(
+        {
+            "source": pd.Series([source] * n, dtype=object),
+            "station_id": pd.Series([r.station_id for r in rej], dtype=object),
+            "lat": np.full(n, np.nan),
+            "lon": np.full(n, np.nan),
+            "elevation": np.full(n, np.nan, dtype="float32"),
+            "time": times,
+            "variable": pd.Series([None] * n, dtype=object),
+            "value": np.full(n, np.nan),
+            "report_id": pd.Series([r.report_id for r in rej], dtype=object),
+            "reason": pd.Series([r.reason for r in rej], dtype=object),
+            "check": pd.Series([r.check for r in rej], dtype=object),
+            "raw": pd.Series([r.raw for r in rej], dtype=object),
+        }
+    )

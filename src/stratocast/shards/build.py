@@ -1,0 +1,228 @@
+"""Restartable shard build: ``init`` → ``load_part(i, n)`` → ``finalise``.
+
+Each part covers whole shards along time, so parts never write the same object and can run
+in any order, in parallel, or again after a crash (idempotent). Statistics are computed in
+``finalise`` in one streamed pass over the training period.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from pydantic import Field
+from tqdm import tqdm
+from zarr.codecs import ZstdCodec
+
+from stratocast.config import ComponentConfig
+from stratocast.shards.layout import (
+    GRID,
+    LAYOUT_VERSION,
+    OBS,
+    ChannelStats,
+    Manifest,
+    ShardError,
+    load_manifest,
+)
+from stratocast.shards.stats import streamed_stats
+from stratocast.vocab.variables import get as get_variable
+
+
+class ShardsConfig(ComponentConfig):
+    channels: list[str] = Field(default=["t2m", "u10", "v10", "msl", "z500", "t850"], min_length=1)
+    obs_variables: list[str] = Field(default=["t2m", "u10", "v10", "msl"], min_length=1)
+    stats_start: str = "2000-01-01T00"
+    stats_end: str = "2000-10-31T18"
+    shard_steps: int = Field(default=64, ge=1)
+    compression: Literal["zstd", "none"] = "zstd"
+
+
+def _compressors(cfg: ShardsConfig) -> ZstdCodec | None:
+    if cfg.compression == "none":
+        return None
+    return ZstdCodec(level=3)
+
+
+def init(
+    cfg: ShardsConfig,
+    truth: xr.Dataset,
+    obs: pd.DataFrame,
+    out: Path,
+) -> Manifest:
+    """Create empty arrays and a provisional manifest (``complete=False``)."""
+    for name in [*cfg.channels, *cfg.obs_variables]:
+        get_variable(name)  # unknown names fail here with the list of known ones
+    missing = [c for c in cfg.channels if c not in truth]
+    if missing:
+        raise ShardError(f"gridded input lacks channels {missing}; it has {list(truth.data_vars)}")
+    times = truth["time"].values.astype("datetime64[ns]")
+    if len(times) < 2:
+        raise ShardError("gridded input needs at least two time steps")
+    step = (times[1] - times[0]) / np.timedelta64(1, "h")
+    if not np.all(np.diff(times) == times[1] - times[0]):
+        raise ShardError("gridded input time axis is not regular")
+    stations = (
+        obs.sort_values("station_id")
+        .drop_duplicates("station_id")[["station_id", "lat", "lon", "elevation"]]
+        .reset_index(drop=True)
+    )
+    n_t, n_c = len(times), len(cfg.channels)
+    n_lat, n_lon = truth.sizes["lat"], truth.sizes["lon"]
+    out.mkdir(parents=True, exist_ok=True)
+    zarr.create_array(
+        str(out / GRID),
+        name="state",
+        shape=(n_t, n_c, n_lat, n_lon),
+        chunks=(1, n_c, n_lat, n_lon),
+        shards=(cfg.shard_steps, n_c, n_lat, n_lon),
+        dtype="float32",
+        compressors=_compressors(cfg),
+        fill_value=np.nan,
+        dimension_names=["time", "channel", "lat", "lon"],
+        overwrite=True,
+    )
+    zarr.create_array(
+        str(out / OBS),
+        name="values",
+        shape=(n_t, len(stations), len(cfg.obs_variables)),
+        chunks=(1, len(stations), len(cfg.obs_variables)),
+        shards=(cfg.shard_steps, len(stations), len(cfg.obs_variables)),
+        dtype="float32",
+        compressors=_compressors(cfg),
+        fill_value=np.nan,
+        dimension_names=["time", "slot", "variable"],
+        overwrite=True,
+    )
+    oro = truth["orography"].values if "orography" in truth else np.zeros((n_lat, n_lon))
+    empty = ChannelStats(mean=[], std=[], diff_std=[])
+    manifest = Manifest(
+        layout_version=LAYOUT_VERSION,
+        channels=list(cfg.channels),
+        units=[get_variable(c).units for c in cfg.channels],
+        obs_variables=list(cfg.obs_variables),
+        lat=[float(x) for x in truth["lat"].values],
+        lon=[float(x) for x in truth["lon"].values],
+        time_start=str(times[0]),
+        time_step_hours=int(step),
+        n_time=n_t,
+        window=f"(t-{int(step)}h, t]",
+        station_ids=stations["station_id"].astype(str).tolist(),
+        station_lat=stations["lat"].astype(float).tolist(),
+        station_lon=stations["lon"].astype(float).tolist(),
+        station_elevation=stations["elevation"].astype(float).fillna(0.0).tolist(),
+        stats_period=[cfg.stats_start, cfg.stats_end],
+        grid_stats=empty,
+        obs_stats=empty,
+        orography=np.asarray(oro, dtype=float).tolist(),
+    )
+    manifest.save(out)
+    return manifest
+
+
+def part_range(manifest: Manifest, shard_steps: int, part: int, n_parts: int) -> range:
+    """Time indices of part ``part`` of ``n_parts``: whole shards only."""
+    if not 0 <= part < n_parts:
+        raise ShardError(f"part {part} out of range for {n_parts} parts")
+    n_shards = -(-manifest.n_time // shard_steps)
+    lo = (n_shards * part // n_parts) * shard_steps
+    hi = min((n_shards * (part + 1) // n_parts) * shard_steps, manifest.n_time)
+    return range(lo, hi)
+
+
+def _obs_windows(obs: pd.DataFrame, manifest: Manifest, times: range) -> np.ndarray:
+    """Latest report per (window, station, variable) as a padded dense array."""
+    n_slot, n_var = len(manifest.station_ids), len(manifest.obs_variables)
+    dense = np.full((len(times), n_slot, n_var), np.nan, dtype=np.float32)
+    if len(times) == 0 or obs.empty:
+        return dense
+    start = np.datetime64(manifest.time_start, "ns")
+    step = np.timedelta64(manifest.time_step_hours, "h")
+    t = obs["time"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    # Window i holds (t_i - step, t_i]: ceil of the offset in steps.
+    win = np.ceil((t - start) / step).astype(np.int64)
+    slot_of = {s: i for i, s in enumerate(manifest.station_ids)}
+    var_of = {v: i for i, v in enumerate(manifest.obs_variables)}
+    slot = obs["station_id"].map(slot_of)
+    var = obs["variable"].map(var_of)
+    keep = (win >= times.start) & (win < times.stop) & slot.notna().to_numpy()
+    keep &= var.notna().to_numpy()
+    sel = pd.DataFrame(
+        {
+            "w": win[keep] - times.start,
+            "s": slot[keep].astype(np.int64),
+            "v": var[keep].astype(np.int64),
+            "t": t[keep],
+            "x": obs["value"].to_numpy()[keep],
+        }
+    )
+    # Several reports in one window: the latest one is closest to the analysis time.
+    sel = sel.sort_values("t").drop_duplicates(["w", "s", "v"], keep="last")
+    dense[sel["w"].to_numpy(), sel["s"].to_numpy(), sel["v"].to_numpy()] = sel["x"].to_numpy()
+    return dense
+
+
+def load_part(
+    cfg: ShardsConfig,
+    truth: xr.Dataset,
+    obs: pd.DataFrame,
+    out: Path,
+    part: int = 0,
+    n_parts: int = 1,
+    progress: bool = True,
+) -> range:
+    manifest = load_manifest(out)
+    rng = part_range(manifest, cfg.shard_steps, part, n_parts)
+    grid = zarr.open_array(str(out / GRID), path="state", mode="r+")
+    obs_arr = zarr.open_array(str(out / OBS), path="values", mode="r+")
+    bar = tqdm(
+        range(rng.start, rng.stop, cfg.shard_steps),
+        desc=f"shards part {part + 1}/{n_parts}",
+        disable=not progress,
+        unit="shard",
+    )
+    for lo in bar:
+        hi = min(lo + cfg.shard_steps, rng.stop)
+        block = np.stack(
+            [truth[c].isel(time=slice(lo, hi)).values.astype(np.float32) for c in cfg.channels],
+            axis=1,
+        )
+        grid[lo:hi] = block
+        obs_arr[lo:hi] = _obs_windows(obs, manifest, range(lo, hi))
+    return rng
+
+
+def finalise(cfg: ShardsConfig, out: Path) -> Manifest:
+    manifest = load_manifest(out)
+    grid = zarr.open_array(str(out / GRID), path="state", mode="r")
+    obs_arr = zarr.open_array(str(out / OBS), path="values", mode="r")
+    times = manifest.times()
+    lo = int(np.searchsorted(times, np.datetime64(cfg.stats_start, "ns"), side="left"))
+    hi = int(np.searchsorted(times, np.datetime64(cfg.stats_end, "ns"), side="right"))
+    if hi - lo < 2:
+        raise ShardError(
+            f"statistics period {cfg.stats_start}..{cfg.stats_end} holds {hi - lo} time steps "
+            f"of the shards ({manifest.time_start}, {manifest.n_time} steps); need at least 2"
+        )
+    manifest.grid_stats = streamed_stats(grid, lo, hi, channel_axis=1, chunk=cfg.shard_steps)
+    manifest.obs_stats = streamed_stats(obs_arr, lo, hi, channel_axis=2, chunk=cfg.shard_steps)
+    if not np.all(np.isfinite(manifest.grid_stats.std)):
+        raise ShardError(f"{out / GRID}: non-finite statistics; some time steps were not loaded")
+    manifest.complete = True
+    manifest.save(out)
+    return manifest
+
+
+def build(
+    cfg: ShardsConfig,
+    truth: xr.Dataset,
+    obs: pd.DataFrame,
+    out: Path,
+    progress: bool = True,
+) -> Manifest:
+    init(cfg, truth, obs, out)
+    load_part(cfg, truth, obs, out, 0, 1, progress=progress)
+    return finalise(cfg, out)

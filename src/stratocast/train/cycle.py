@@ -1,0 +1,49 @@
+"""Cycling and rollout, written once for every model that meets the ForecastModel contract.
+
+A sample holds ``history`` observation windows and the target states from the first window
+to ``rollout`` steps past the last. The first window is analysed from the climatology; each
+later one from the model's own forecast of the previous analysis (as in operational cycling);
+then the last analysis is rolled forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stratocast.models.base import ForecastModel
+
+
+def cycle_and_rollout(
+    model: ForecastModel,
+    obs: torch.Tensor,
+    obs_mask: torch.Tensor,
+    clock: torch.Tensor,
+    rollout: int,
+) -> torch.Tensor:
+    """obs, obs_mask: (B, T_hist, S, V); clock: (B, ≥ T_hist + rollout, 2)
+    → states (B, T_hist + rollout, C, H, W)."""
+    background: torch.Tensor | None = None
+    states = []
+    n_hist = obs.shape[1]
+    for k in range(n_hist):
+        analysis = model.analyse(obs[:, k], obs_mask[:, k], background, clock[:, k])
+        states.append(analysis)
+        if k + 1 < n_hist:
+            background = model.step(analysis, clock[:, k])
+    state = states[-1]
+    for j in range(rollout):
+        state = model.step(state, clock[:, n_hist - 1 + j])
+        states.append(state)
+    return torch.stack(states, dim=1)
+
+
+def latitude_weights(lat_deg: torch.Tensor) -> torch.Tensor:
+    """Area weights normalised to mean 1, as in WeatherBench's latitude-weighted RMSE."""
+    w = torch.cos(torch.deg2rad(lat_deg)).clamp_min(0.0)
+    return w / w.mean()
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, lat_w: torch.Tensor) -> torch.Tensor:
+    """Per time step (B, T, C, H, W) → (T,) latitude-weighted MSE averaged over the rest."""
+    err = (pred - target) ** 2 * lat_w[None, None, None, :, None]
+    return err.mean(dim=(0, 2, 3, 4))
