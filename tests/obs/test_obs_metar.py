@@ -141,5 +141,8 @@ def test_qnh_inversion_matches_standard_atmosphere() -> None:
 
 
 def test_split_reports_continuations() -> None:
-    text = "\x01\r\r\n123 \r\r\nSAUS70 KWBC 081400\r\r\nMETAR\r\r\nAAAA 081352Z 10015KT\r\r\n  25/16=\r\r\n"
+    text = (
+        "\x01\r\r\n123 \r\r\nSAUS70 KWBC 081400\r\r\nMETAR\r\r\n"
+        "AAAA 081352Z 10015KT\r\r\n  25/16=\r\r\n"
+    )
     assert list(split_reports(text.replace("\r", ""))) == [(5, "AAAA 081352Z 10015KT 25/16")]

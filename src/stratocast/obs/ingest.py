@@ -108,7 +108,10 @@ def _expand(
             for m in matches:
                 path = Path(m)
                 if not path.is_file():
-                    continue  # a directory matched by a glob
+                    if not glob.has_magic(pattern):  # named explicitly: say why it is ignored
+                        acc.file_errors.append(FileError(spec.name, m, "not a regular file"))
+                        account.files_failed += 1
+                    continue  # a directory a glob happened to match
                 try:
                     key = file_hash(path)
                 except OSError as err:

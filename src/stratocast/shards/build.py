@@ -199,6 +199,12 @@ def finalise(cfg: ShardsConfig, out: Path) -> Manifest:
     manifest = load_manifest(out)
     grid = zarr.open_array(str(out / GRID), path="state", mode="r")
     obs_arr = zarr.open_array(str(out / OBS), path="values", mode="r")
+    # A part that never ran leaves its chunks absent (they would read as NaN fill values).
+    if grid.nchunks_initialized < grid.nchunks:
+        raise ShardError(
+            f"{out / GRID}: {grid.nchunks - grid.nchunks_initialized} of {grid.nchunks} time "
+            "steps were never loaded; run the missing `load_part`s before finalising"
+        )
     times = manifest.times()
     lo = int(np.searchsorted(times, np.datetime64(cfg.stats_start, "ns"), side="left"))
     hi = int(np.searchsorted(times, np.datetime64(cfg.stats_end, "ns"), side="right"))

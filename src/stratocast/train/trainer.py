@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> P
             now = time.perf_counter()
             record = {
                 "step": step,
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "loss_per_step": [float(x) for x in per_step],
                 "grad_norm": float(gnorm),
                 "lr": _lr_at(cfg, step - 1),

@@ -301,7 +301,9 @@ class _World:
 
         dt_nd = float(specs.nondimensionalize(cfg.timestep_minutes * units.minute))
         self.day_nd = float(specs.nondimensionalize(1.0 * units.day))
-        primitive = primitive_equations.PrimitiveEquations(ref_temps, modal_orography, coords, specs)
+        primitive = primitive_equations.PrimitiveEquations(
+            ref_temps, modal_orography, coords, specs
+        )
         forcing: Any
         if cfg.seasonal_cycle:
             day0 = _day_of_year(cfg.start_time) - cfg.spinup_steps / cfg.steps_per_day
@@ -623,7 +625,11 @@ def _global_attrs(cfg: TruthConfig, world: _World) -> dict[str, Any]:
         "simulator": (
             f"dinosaur {getattr(dinosaur, '__version__', '?')} dry primitive equations, sigma "
             "coordinates, Held-Suarez (1994) forcing"
-            + (" with seasonal cycle (max heating at 15° sin(2π(doy-80)/365))" if cfg.seasonal_cycle else "")
+            + (
+                " with seasonal cycle (max heating at 15° sin(2π(doy-80)/365))"
+                if cfg.seasonal_cycle
+                else ""
+            )
         ),
         "resolution": f"{cfg.resolution} Gaussian grid {world.lat.size}x{world.lon.size}",
         "levels": f"{cfg.levels} equidistant sigma levels",
