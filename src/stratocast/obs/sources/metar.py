@@ -71,14 +71,21 @@ _HEADER = re.compile(
     r"|[A-Z]{4}\d{0,2} [A-Z]{4} \d{6}(?: [A-Z]{3})?"  # WMO abbreviated heading TTAAii CCCC YYGGgg
     r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3})"  # report type line, AWIPS product id
 )
+# Station, day/time, modifiers and wind in one match: they always lead a METAR, in this order.
+_HEAD = re.compile(
+    r"(?:(?:METAR|SPECI) )?(?P<st>\S+)(?: (?P<dt>\S+))?(?: NIL(?!\S))?"
+    r"(?: (?:AUTO|COR|RTD|CC[A-Z]))?"
+    r"(?: (?P<wd>\d{3}|VRB)(?P<ws>\d{2,3})(?:G\d{2,3})?(?P<wu>KT|MPS|KMH)(?!\S))?"
+)
+_NIL = re.compile(r"^(?:(?:METAR|SPECI) )?\S+ \S+ NIL(?!\S)")
 _STATION = re.compile(r"[A-Z][A-Z0-9]{3}")
 _DAYTIME = re.compile(r"(\d\d)(\d\d)(\d\d)Z")
 _WIND = re.compile(r"(?<!\S)(\d{3}|VRB)(\d{2,3})(?:G\d{2,3})?(KT|MPS|KMH)(?!\S)")
-_TEMP = re.compile(r"(?<!\S)(M?\d\d)/(M?\d\d)?(?!\S)")
+# temperature group, usually followed directly by the altimeter group
+_TEMP = re.compile(r"(?<!\S)(M?\d\d)/(M?\d\d)?(?!\S)(?: ([AQ])(\d{4})(?!\S))?")
 _ALTIM = re.compile(r"(?<!\S)([AQ])(\d{4})(?!\S)")
-_SLP = re.compile(r"(?<!\S)SLP(\d{3})(?!\S)")
-_TGROUP = re.compile(r"(?<!\S)T([01])(\d{3})(?:([01])(\d{3}))?(?!\S)")
-_TREND = re.compile(r"(?<!\S)(?:TEMPO|BECMG|NOSIG)(?!\S)")
+_RMK = re.compile(r"(?<!\S)(?:SLP(\d{3})|T([01])(\d{3})(?:([01])(\d{3}))?)(?!\S)")
+_TREND = re.compile(r" (?:TEMPO|BECMG|NOSIG)(?!\S)")
 _FILE_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
 
 
@@ -93,12 +100,25 @@ def qnh_to_station_pressure(qnh_pa: float, elevation_m: float) -> float:
 
 
 class _Dater:
-    """Turns a METAR ``ddhhmm`` into a UTC datetime given the reference month."""
+    """Turns a METAR ``ddhhmmZ`` group into a UTC datetime given the reference month.
+
+    Results are cached per group: a file has few distinct times and this is per report.
+    """
 
     def __init__(self, limit: datetime) -> None:
         self.limit = limit  # latest acceptable report time
+        self._cache: dict[str, datetime | None] = {}
 
-    def __call__(self, day: int, hour: int, minute: int) -> datetime | None:
+    def __call__(self, group: str) -> datetime | None:
+        try:
+            return self._cache[group]
+        except KeyError:
+            m = _DAYTIME.fullmatch(group)
+            t = self._resolve(*map(int, m.groups())) if m else None
+            self._cache[group] = t
+            return t
+
+    def _resolve(self, day: int, hour: int, minute: int) -> datetime | None:
         if hour > 24 or minute > 59 or day < 1 or day > 31:
             return None
         extra = timedelta(0)
@@ -114,6 +134,18 @@ class _Dater:
         return None
 
 
+def _reject_head(text: str, report_id: str, station: str, group: str | None) -> Rejection:
+    if not _STATION.fullmatch(station):
+        return Rejection(report_id, "malformed", f"malformed station identifier {station!r}", text)
+    if group is None:
+        return Rejection(report_id, "malformed", "too short for station and day/time", text)
+    if not _DAYTIME.fullmatch(group):
+        return Rejection(
+            report_id, "malformed", f"malformed day/time group {group!r}", text, station
+        )
+    return Rejection(report_id, "malformed", f"impossible day/time {group!r}", text, station)
+
+
 def _decode(
     text: str, report_id: str, icao: dict[str, Station], dater: _Dater
 ) -> Record:  # one report's text -> Report or Rejection
@@ -126,25 +158,15 @@ def _decode(
             "corrupted transmission",
             text,
         )
-    clean = _NON_ASCII.sub(" ", text) if not text.isascii() else text
-    tokens = clean.split()
-    i = 1 if tokens and tokens[0] in ("METAR", "SPECI") else 0
-    if len(tokens) < i + 2:
-        return Rejection(report_id, "malformed", "too short for station and day/time", text)
-    station = tokens[i]
-    if not _STATION.fullmatch(station):
-        return Rejection(report_id, "malformed", f"malformed station identifier {station!r}", text)
-    m = _DAYTIME.fullmatch(tokens[i + 1])
-    if m is None:
-        return Rejection(
-            report_id, "malformed", f"malformed day/time group {tokens[i + 1]!r}", text, station
-        )
-    t = dater(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    if t is None:
-        return Rejection(
-            report_id, "malformed", f"impossible day/time {tokens[i + 1]!r}", text, station
-        )
-    if len(tokens) > i + 2 and tokens[i + 2] == "NIL":
+    clean = text if text.isascii() else " ".join(_NON_ASCII.sub(" ", text).split())
+    head = _HEAD.match(clean)
+    if head is None:  # only an empty string fails to match
+        return Rejection(report_id, "malformed", "empty report", text)
+    station, group = head.group("st"), head.group("dt")
+    t = dater(group) if group else None
+    if t is None or not _STATION.fullmatch(station):
+        return _reject_head(text, report_id, station, group)
+    if _NIL.match(clean):
         return Rejection(report_id, "nil", "NIL report (no observation)", text, station, t)
     st = icao.get(station)
     if st is None:
@@ -157,51 +179,77 @@ def _decode(
             t,
         )
 
-    rest = " ".join(tokens[i + 2 :])
-    body, _, rmk = rest.partition(" RMK ")
-    if rest.startswith("RMK "):
-        body, rmk = "", rest[4:]
+    values: dict[str, float] = {}
+    ws_group = head.group("ws")
+    if ws_group is not None:
+        values["ws10"] = float(ws_group) * _SPEED_FACTOR[head.group("wu")]
+        wd = head.group("wd")
+        if wd != "VRB":  # variable direction: no direction, hence no u/v
+            values["wd10"] = float(wd)
+    rest = clean[head.end() :]
+    body, sep, rmk = rest.partition(" RMK ")
+    if not sep and rest.endswith(" RMK"):
+        body = rest[:-4]
     trend = _TREND.search(body)
     if trend:
         body = body[: trend.start()]
-
-    values: dict[str, float] = {}
-    w = _WIND.search(body)
-    if w:
-        ws = float(w.group(2)) * _SPEED_FACTOR[w.group(3)]
-        values["ws10"] = ws
-        if w.group(1) != "VRB":  # variable direction: no direction, hence no u/v
-            values["wd10"] = float(w.group(1))
+    if ws_group is None:  # wind not where it belongs: look for it anywhere in the body
+        w = _WIND.search(body)
+        if w:
+            values["ws10"] = float(w.group(2)) * _SPEED_FACTOR[w.group(3)]
+            if w.group(1) != "VRB":
+                values["wd10"] = float(w.group(1))
+    alt_kind = alt_num = None
     tt = _TEMP.search(body)
     if tt:
         values["t2m"] = _temp_c(tt.group(1)) + ZERO_C
         if tt.group(2):
             values["d2m"] = _temp_c(tt.group(2)) + ZERO_C
+        alt_kind, alt_num = tt.group(3), tt.group(4)
+    if alt_kind is None:
+        alt = _ALTIM.search(body)
+        if alt:
+            alt_kind, alt_num = alt.group(1), alt.group(2)
     if rmk:
-        tg = _TGROUP.search(rmk)
-        if tg:  # 0.1 °C precision beats the whole-degree body group
-            sign = -0.1 if tg.group(1) == "1" else 0.1
-            values["t2m"] = sign * int(tg.group(2)) + ZERO_C
-            if tg.group(3):
-                sign = -0.1 if tg.group(3) == "1" else 0.1
-                values["d2m"] = sign * int(tg.group(4)) + ZERO_C
-        slp = _SLP.search(rmk)
-        if slp:
-            tenths = int(slp.group(1))
-            # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
-            values["msl"] = (1000.0 + tenths / 10 if tenths < 500 else 900.0 + tenths / 10) * HPA
-    alt = _ALTIM.search(body)
-    if alt:
-        n = int(alt.group(2))
-        qnh = n / 100 * INHG if alt.group(1) == "A" else n * HPA
+        for slp, ts, tv, ds, dv in _RMK.findall(rmk):
+            if slp:
+                if "msl" not in values:
+                    tenths = int(slp)
+                    # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
+                    hpa = 1000.0 + tenths / 10 if tenths < 500 else 900.0 + tenths / 10
+                    values["msl"] = hpa * HPA
+            elif "_tgroup" not in values:  # 0.1 °C precision beats the whole-degree group
+                values["_tgroup"] = 1.0
+                values["t2m"] = (-0.1 if ts == "1" else 0.1) * int(tv) + ZERO_C
+                if dv:
+                    values["d2m"] = (-0.1 if ds == "1" else 0.1) * int(dv) + ZERO_C
+        values.pop("_tgroup", None)
+    if alt_num is not None:
+        n = int(alt_num)
+        qnh = n / 100 * INHG if alt_kind == "A" else n * HPA
         if "msl" not in values:
             values["msl"] = qnh
-        if not math.isnan(st.elevation):
-            values["sp"] = qnh_to_station_pressure(qnh, st.elevation)
+        elev = st.elevation
+        if elev == elev:  # not NaN
+            values["sp"] = _station_pressure(qnh, elev)
     if not values:
         return Rejection(report_id, "no_data", "no decodable weather group", text, station, t)
     derive(values)
     return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text)
+
+
+_SP_CACHE: dict[tuple[float, float], float] = {}
+
+
+def _station_pressure(qnh: float, elevation: float) -> float:
+    # QNH comes in 0.01 inHg / 1 hPa steps and stations repeat: memoise the power law
+    key = (qnh, elevation)
+    sp = _SP_CACHE.get(key)
+    if sp is None:
+        if len(_SP_CACHE) > 100_000:
+            _SP_CACHE.clear()
+        sp = _SP_CACHE[key] = qnh_to_station_pressure(qnh, elevation)
+    return sp
 
 
 def split_reports(text: str) -> Iterator[tuple[int, str]]:
