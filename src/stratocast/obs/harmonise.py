@@ -24,8 +24,17 @@ _EPS = 0.622  # ratio of gas constants, dry air / water vapour
 
 def saturation_vapour_pressure(t_kelvin: float) -> float:
     """Saturation vapour pressure over water in Pa (Magnus form, Alduchov & Eskridge 1996)."""
-    tc = t_kelvin - 273.15
-    return 610.94 * math.exp(17.625 * tc / (tc + 243.04))
+    # reported temperatures are quantised (0.1 K or 1 K), so a memo hits almost always
+    e = _SVP_CACHE.get(t_kelvin)
+    if e is None:
+        if len(_SVP_CACHE) > 100_000:
+            _SVP_CACHE.clear()
+        tc = t_kelvin - 273.15
+        e = _SVP_CACHE[t_kelvin] = 610.94 * math.exp(17.625 * tc / (tc + 243.04))
+    return e
+
+
+_SVP_CACHE: dict[float, float] = {}
 
 
 def derive(

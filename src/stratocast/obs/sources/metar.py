@@ -29,7 +29,6 @@ they separate groups but carry no data.
 from __future__ import annotations
 
 import calendar
-import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -211,6 +210,7 @@ def _decode(
         if alt:
             alt_kind, alt_num = alt.group(1), alt.group(2)
     if rmk:
+        tgroup = False
         for slp, ts, tv, ds, dv in _RMK.findall(rmk):
             if slp:
                 if "msl" not in values:
@@ -218,12 +218,11 @@ def _decode(
                     # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
                     hpa = 1000.0 + tenths / 10 if tenths < 500 else 900.0 + tenths / 10
                     values["msl"] = hpa * HPA
-            elif "_tgroup" not in values:  # 0.1 °C precision beats the whole-degree group
-                values["_tgroup"] = 1.0
+            elif not tgroup:  # 0.1 °C precision beats the whole-degree group
+                tgroup = True
                 values["t2m"] = (-0.1 if ts == "1" else 0.1) * int(tv) + ZERO_C
                 if dv:
                     values["d2m"] = (-0.1 if ds == "1" else 0.1) * int(dv) + ZERO_C
-        values.pop("_tgroup", None)
     if alt_num is not None:
         n = int(alt_num)
         qnh = n / 100 * INHG if alt_kind == "A" else n * HPA
