@@ -205,8 +205,11 @@ def ingest(
     if not values.empty:
         values = run_qc(values, cfg.qc, _context(store, values, cfg))
 
+    # One pass to split the run's table by input file (a boolean mask per file would scan
+    # every row once per file: quadratic in a year of files).
+    by_file = dict(iter(values.groupby("_file", sort=False))) if not values.empty else {}
     for i, (task, d) in enumerate(decoded):
-        rows = values[values["_file"] == i] if not values.empty else values
+        rows = by_file.get(i, values.iloc[:0])
         bad = rows["check"].notna() if not rows.empty else pd.Series(dtype=bool)
         good_rows, bad_rows = rows[~bad], rows[bad]
         write_observations(store, task.source, task.key, good_rows)

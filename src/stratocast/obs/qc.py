@@ -24,6 +24,8 @@ themselves re-judged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -44,17 +46,25 @@ class QCConfig(ComponentConfig):
     )
 
 
-def _flag(df: pd.DataFrame, mask: pd.Series | np.ndarray, check: str, reason: pd.Series) -> None:
-    """Set check/reason where ``mask`` and the row is not already flagged."""
+Reason = str | Callable[[pd.DataFrame], pd.Series]
+
+
+def _flag(df: pd.DataFrame, mask: pd.Series | np.ndarray, check: str, reason: Reason) -> None:
+    """Set check/reason where ``mask`` and the row is not already flagged.
+
+    ``reason`` may be a function of the flagged rows only: formatting a message for every
+    row of a year of observations would cost more than all the checks together.
+    """
     m = np.asarray(mask, dtype=bool) & df["check"].isna().to_numpy()
     if m.any():
         idx = df.index[m]
         df.loc[idx, "check"] = check
-        df.loc[idx, "reason"] = reason[m] if isinstance(reason, pd.Series) else reason
+        df.loc[idx, "reason"] = reason if isinstance(reason, str) else reason(df.loc[idx])
 
 
 def _fmt(x: pd.Series) -> pd.Series:
-    return x.map(lambda v: f"{v:.6g}")
+    # explicit dtype: an empty series would otherwise come back as float and refuse "+"
+    return pd.Series([f"{v:.6g}" for v in x], index=x.index, dtype=object)
 
 
 def check_range(df: pd.DataFrame) -> None:
@@ -63,21 +73,24 @@ def check_range(df: pd.DataFrame) -> None:
     unknown = lo.isna()
     _flag(df, unknown, "unknown_variable", "not a canonical variable: " + df["variable"])
     bad = ((df["value"] < lo) | (df["value"] > hi) | ~np.isfinite(df["value"])) & ~unknown
-    if bad.any():
-        units = df["variable"].map({k: v.units for k, v in VARIABLES.items()})
-        reason = (
-            df["variable"]
+
+    def reason(rows: pd.DataFrame) -> pd.Series:
+        var = rows["variable"]
+        units = var.map({k: v.units for k, v in VARIABLES.items()})
+        return (
+            var
             + "="
-            + _fmt(df["value"])
+            + _fmt(rows["value"])
             + " "
             + units
             + " outside valid range ["
-            + _fmt(lo)
+            + _fmt(lo[rows.index])
             + ", "
-            + _fmt(hi)
+            + _fmt(hi[rows.index])
             + "]"
         )
-        _flag(df, bad, "range", reason)
+
+    _flag(df, bad, "range", reason)
 
 
 def _per_report(df: pd.DataFrame, variable: str) -> pd.Series:
@@ -94,14 +107,26 @@ def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
         df,
         bad,
         "consistency",
-        "dewpoint " + _fmt(td) + " K above temperature " + _fmt(t) + " K",
+        lambda r: (
+            "dewpoint " + _fmt(td[r.index]) + " K above temperature " + _fmt(t[r.index]) + " K"
+        ),
     )
     ws = key.map(_per_report(df, "ws10"))
     wd = df["value"].where(df["variable"] == "wd10")
     calm_dir = (ws == 0) & (wd != 0) & wd.notna()
-    _flag(df, calm_dir, "consistency", "calm wind (0 m/s) with direction " + _fmt(wd))
+    _flag(
+        df,
+        calm_dir,
+        "consistency",
+        lambda r: "calm wind (0 m/s) with direction " + _fmt(wd[r.index]),
+    )
     dir_zero = (ws > 0) & (wd == 0)
-    _flag(df, dir_zero, "consistency", "direction 0 (calm code) with speed " + _fmt(ws) + " m/s")
+    _flag(
+        df,
+        dir_zero,
+        "consistency",
+        lambda r: "direction 0 (calm code) with speed " + _fmt(ws[r.index]) + " m/s",
+    )
 
 
 def check_duplicates(df: pd.DataFrame, context: pd.DataFrame | None) -> None:
@@ -145,34 +170,33 @@ def check_temporal(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None
     spike = (np.sign(d_prev) == np.sign(d_next)) & (d_prev.abs() > spike_thr)
     spike &= d_next.abs() > spike_thr
     spike &= frame["_new"]
-    reason = (
-        frame["variable"]
+    sp = frame[spike]
+    spike_reason = (
+        sp["variable"]
         + " spike: "
-        + _fmt(d_prev)
+        + _fmt(d_prev[spike])
         + " then "
-        + _fmt(-d_next)
+        + _fmt(-d_next[spike])
         + " (threshold "
-        + _fmt(spike_thr)
+        + _fmt(spike_thr[spike])
         + ")"
     )
-    hit = spike[spike].index
-    _flag(df, df.index.isin(hit), "spike", reason[spike].reindex(df.index))
+    _flag(df, df.index.isin(sp.index), "spike", lambda r: spike_reason[r.index])
 
     rest = frame[~spike]
     step_thr = rest["variable"].map(cfg.step_max)
     d_prev, _ = _neighbours(rest, window)
     step = (d_prev.abs() > step_thr) & rest["_new"]
-    reason = (
-        rest["variable"]
+    st = rest[step]
+    step_reason = (
+        st["variable"]
         + " step "
-        + _fmt(d_prev)
-        + " within "
-        + f"{cfg.window_hours:g} h (threshold "
-        + _fmt(step_thr)
+        + _fmt(d_prev[step])
+        + f" within {cfg.window_hours:g} h (threshold "
+        + _fmt(step_thr[step])
         + ")"
     )
-    hit = step[step].index
-    _flag(df, df.index.isin(hit), "step", reason[step].reindex(df.index))
+    _flag(df, df.index.isin(st.index), "step", lambda r: step_reason[r.index])
 
 
 def propagate_derived(df: pd.DataFrame) -> None:
@@ -185,7 +209,7 @@ def propagate_derived(df: pd.DataFrame) -> None:
             bad_keys = flagged.loc[flagged["variable"] == name, "report_key"]
             if len(bad_keys):
                 mask = rows & df["report_key"].isin(bad_keys)
-                _flag(df, mask, "derived", pd.Series(f"derived from quarantined {name}", df.index))
+                _flag(df, mask, "derived", f"derived from quarantined {name}")
 
 
 def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None) -> pd.DataFrame:
