@@ -100,9 +100,7 @@ def test_damaged_checkpoint_is_named(tmp_path: Path) -> None:
 def test_forecast_product_contract(
     trained: Path, tiny_shards: tuple[Path, Manifest], tmp_path: Path
 ) -> None:
-    cfg = ForecastConfig(
-        start="2000-01-16T00", end="2000-01-19T12", horizon_hours=24, spinup_cycles=4
-    )
+    cfg = ForecastConfig(start="2000-01-16T00", end="2000-01-19T12", horizon_hours=24)
     path = run_forecast(cfg, trained / "model.pt", tiny_shards[0], tmp_path / "f.zarr", False)
     ds = xr.open_zarr(path)
     assert list(ds["lead_time"].values) == [0, 6, 12, 18, 24]

@@ -78,10 +78,14 @@ class RunPaths:
         return self.workdir / "truth_path.txt"
 
 
-def load_run(path: Path, workdir: str | None = None) -> tuple[RunConfig, RunPaths]:
+def load_run(
+    path: Path, workdir: str | None = None, cache_dir: str | None = None
+) -> tuple[RunConfig, RunPaths]:
     cfg = load_config(RunConfig, path)
     if workdir is not None:
         cfg = cfg.model_copy(update={"workdir": workdir})
+    if cache_dir is not None:
+        cfg = cfg.model_copy(update={"cache_dir": cache_dir})
     paths = RunPaths(Path(cfg.workdir), Path(cfg.cache_dir))
     # Relative input globs are relative to the run's workdir (where the world writes).
     sources = [

@@ -1,8 +1,7 @@
-"""Deterministic forecasts: cycle the analysis through a period, roll out at each init time.
+"""Deterministic forecasts: at each init time, analyse the recent observation windows (cycling
+through the model's own backgrounds) and roll the analysis out to the horizon.
 
-The model is loaded once (warm), the analysis cycles every observation window (the model's
-own forecast is the next background, as in operational data assimilation), and at each
-initialisation time the analysis is rolled out to the horizon in batches.
+The model is loaded once (warm) and all init times are computed in batches.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from stratocast.loader.dataset import ShardStore, clock_features
 from stratocast.models.base import ForecastModel
 from stratocast.shards.layout import ShardError
 from stratocast.train.checkpoint import load_checkpoint
+from stratocast.train.cycle import cycle_and_rollout
 from stratocast.vocab.variables import get as get_variable
 
 
@@ -29,7 +29,6 @@ class ForecastConfig(ComponentConfig):
     end: str = "2000-12-28T12"
     init_hours: list[int] = Field(default=[0, 12])
     horizon_hours: int = Field(default=72, ge=0)
-    spinup_cycles: int = Field(default=8, ge=0)
     batch_size: int = Field(default=16, ge=1)
 
     @model_validator(mode="after")
@@ -60,43 +59,37 @@ def run_forecast(
     times = m.times()
     first = m.time_index(np.datetime64(cfg.start))
     last = m.time_index(np.datetime64(cfg.end))
-    begin = max(0, first - cfg.spinup_cycles)
     hours = (times.astype("datetime64[h]").astype(np.int64) % 24).astype(int)
     inits = [i for i in range(first, last + 1) if hours[i] in cfg.init_hours]
     if not inits:
         raise ValueError(f"no init times at hours {cfg.init_hours} in {cfg.start}..{cfg.end}")
 
-    # 1. Cycle the analysis through every window; keep the analyses at init times.
-    analyses: dict[int, torch.Tensor] = {}
-    background: torch.Tensor | None = None
-    for i in tqdm(range(begin, last + 1), desc="cycle", disable=not progress, unit="window"):
-        obs = torch.from_numpy(store.obs[i : i + 1])
-        mask = torch.from_numpy(store.obs_mask[i : i + 1].astype(np.float32))
-        clock = torch.from_numpy(store.clock[i : i + 1])
-        analysis = model.analyse(obs, mask, background, clock)
-        if i in inits:
-            analyses[i] = analysis[0]
-        background = model.step(analysis, clock)
-
-    # 2. Roll out from every init time, a batch of init times at a time.
-    out_arr = np.empty(
-        (len(inits), n_lead + 1, len(m.channels), len(m.lat), len(m.lon)), np.float32
-    )
-    mean = store.grid_mean[None]
-    std = store.grid_std[None]
+    # Each forecast cycles over the same number of windows the model was trained with
+    # (`history`): analyses from a cold start, then from the model's own background. Longer
+    # free-running cycles drift unless the model was trained on them.
+    history = int(meta["history"])
+    if first - (history - 1) < 0:
+        raise ShardError(f"first init {cfg.start} needs {history - 1} earlier observation windows")
+    n_c, n_y, n_x = len(m.channels), len(m.lat), len(m.lon)
+    out_arr = np.empty((len(inits), n_lead + 1, n_c, n_y, n_x), np.float32)
+    offsets = np.arange(-history + 1, n_lead + 1)
     for lo in tqdm(
-        range(0, len(inits), cfg.batch_size), desc="rollout", disable=not progress, unit="batch"
+        range(0, len(inits), cfg.batch_size), desc="forecast", disable=not progress, unit="batch"
     ):
-        chunk = inits[lo : lo + cfg.batch_size]
-        state = torch.stack([analyses[i] for i in chunk])
-        out_arr[lo : lo + len(chunk), 0] = state.numpy() * std + mean
-        for k in range(1, n_lead + 1):
-            # the clock of the state being stepped, init + (k - 1) steps; computed from the
-            # valid time because a forecast may run past the end of the shard time axis
-            valid = times[chunk] + np.timedelta64((k - 1) * step_h, "h")
-            clock = torch.from_numpy(clock_features(valid))
-            state = model.step(state, clock)
-            out_arr[lo : lo + len(chunk), k] = state.numpy() * std + mean
+        chunk = np.asarray(inits[lo : lo + cfg.batch_size])
+        hist = chunk[:, None] + offsets[None, :history]
+        # Clocks of every state in the sample, from valid times (a forecast may run past the
+        # end of the shard time axis).
+        valid = times[chunk][:, None] + offsets[None, :] * np.timedelta64(step_h, "h")
+        states = cycle_and_rollout(
+            model,
+            torch.from_numpy(store.obs[hist]),
+            torch.from_numpy(store.obs_mask[hist].astype(np.float32)),
+            torch.from_numpy(clock_features(valid.ravel()).reshape(*valid.shape, 2)),
+            n_lead,
+        )
+        phys = states[:, history - 1 :].numpy() * store.grid_std + store.grid_mean
+        out_arr[lo : lo + len(chunk)] = phys
 
     lead = np.arange(n_lead + 1) * step_h
     ds = xr.Dataset(

@@ -176,7 +176,7 @@ def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> P
             record = {
                 "step": step,
                 "loss": float(loss.detach()),
-                "loss_per_step": [float(x) for x in per_step],
+                "loss_per_step": [float(x) for x in per_step.detach()],
                 "grad_norm": float(gnorm),
                 "lr": _lr_at(cfg, step - 1),
                 "rollout": k,
