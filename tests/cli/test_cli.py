@@ -108,9 +108,10 @@ def test_demo_end_to_end_on_a_small_world(
     assert "data:image/png;base64" in report.read_text()
     timings = json.loads((run / "timings.json").read_text())
     assert set(timings) >= {"world", "ingest", "shards", "train", "forecast", "verify", "total"}
-    # the accounting identity is printed and holds
+    # the accounting identity is stored, holds per source, and every source delivered
     acc = json.loads(next((run / "store" / "accounting").glob("*.json")).read_text())
-    assert (
-        acc["totals"]["reports_read"]
-        == acc["totals"]["reports_stored"] + acc["totals"]["reports_quarantined"]
-    )
+    assert set(acc["sources"]) == {"metar", "synop_bufr"}
+    for src in acc["sources"].values():
+        assert src["reports_read"] > 0
+        assert src["reports_read"] == src["reports_stored"] + src["reports_quarantined"]
+    assert "reports" in out and "quarant" in out  # the accounting table was printed

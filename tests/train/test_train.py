@@ -102,7 +102,7 @@ def test_forecast_product_contract(
 ) -> None:
     cfg = ForecastConfig(start="2000-01-16T00", end="2000-01-19T12", horizon_hours=24)
     path = run_forecast(cfg, trained / "model.pt", tiny_shards[0], tmp_path / "f.zarr", False)
-    ds = xr.open_zarr(path)
+    ds = xr.open_zarr(path, consolidated=False)
     assert list(ds["lead_time"].values) == [0, 6, 12, 18, 24]
     assert ds.sizes["init_time"] == 8  # 00 and 12 UTC over four days
     assert set(tiny_shards[1].channels) <= set(ds.data_vars)
@@ -117,3 +117,15 @@ def test_wrong_config_keys_are_named() -> None:
         TrainConfig.model_validate({"stepz": 3})
     with pytest.raises(ValueError, match="train_end"):
         TrainConfig(train_start="2000-02-01", train_end="2000-01-01")
+
+
+def test_bf16_autocast_keeps_fp32_master_weights_and_tracks_fp32(
+    trained: Path, tiny_shards: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    train(_cfg(precision="bf16"), tiny_shards[0], tmp_path / "bf16", progress=False)
+    bf16 = _losses(tmp_path / "bf16")
+    fp32 = _losses(trained)[: len(bf16)]
+    # bf16 has an 8-bit mantissa: per-step losses agree to a few percent, not bitwise
+    np.testing.assert_allclose(bf16, fp32, rtol=0.05)
+    model, _, _ = load_checkpoint(tmp_path / "bf16" / "model.pt")
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -9,7 +9,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ class TrainConfig(ComponentConfig):
     rollout_ramp: float = Field(default=0.6, ge=0, le=1)
     prefetch_depth: int = Field(default=4, ge=1)
     threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    # bf16 compute with fp32 master weights (autocast); the optimizer always steps fp32.
+    # On CPUs with AVX512-BF16/AMX and on GPUs it is ~1.5-2x faster than fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     log_every: int = Field(default=50, ge=1)
 
@@ -153,6 +156,7 @@ def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> P
         lr=cfg.lr,
     )
     lat_w = latitude_weights(torch.tensor(store.manifest.lat, dtype=torch.float32))
+    device = torch.device("cpu")  # multi-device placement belongs to parallelize(), later
     log = (out / "metrics.jsonl").open("w")
     bar = tqdm(total=cfg.steps, desc="train", disable=not progress, unit="step")
     t_last = time.perf_counter()
@@ -161,9 +165,10 @@ def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> P
         k = _rollout_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        pred = cycle_and_rollout(fm, batch["obs"], batch["obs_mask"], batch["clock"], k)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            pred = cycle_and_rollout(fm, batch["obs"], batch["obs_mask"], batch["clock"], k)
         target = batch["target"][:, : cfg.history + k]
-        per_step = weighted_mse(pred, target, lat_w)
+        per_step = weighted_mse(pred.float(), target, lat_w)
         loss = per_step.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -186,7 +191,7 @@ def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> P
             t_last = now
             log.write(json.dumps(record) + "\n")
             log.flush()
-            bar.set_postfix(loss=f"{float(loss):.4f}", k=k)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", k=k)
         if step >= cfg.steps:
             break
     loader.close()
