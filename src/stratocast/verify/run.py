@@ -320,7 +320,9 @@ def run_verify(
     for name, path in forecast_paths.items():
         if not Path(path).exists():
             raise VerifyInputError(f"forecast store {name!r} not found: {path}")
-    forecasts = {name: xr.open_zarr(path, consolidated=False) for name, path in forecast_paths.items()}
+    forecasts = {
+        name: xr.open_zarr(path, consolidated=False) for name, path in forecast_paths.items()
+    }
     stations = read_verify_stations(stations_csv)
     axes = common_time_axes(forecasts, cfg)
     tol = pd.Timedelta(minutes=cfg.match_tolerance_minutes)
