@@ -24,8 +24,16 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-demo"))
+    ap.add_argument(
+        "--previous",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="timings.json of earlier from-scratch demo runs (e.g. `make demo` on a fresh "
+        "clone) to count among the runs",
+    )
     args = ap.parse_args()
-    timings: list[dict[str, float]] = []
+    timings: list[dict[str, float]] = [json.loads(p.read_text()) for p in args.previous]
     for r in range(args.runs):
         work = args.out / f"run{r}"
         cache = tempfile.mkdtemp(prefix="stratocast-bench-cache-")
