@@ -152,7 +152,7 @@ def test_bilinear_is_exact_for_linear_fields_and_periodic() -> None:
     lon = np.arange(0, 360, 10.0)
     field = np.broadcast_to(2.0 * lat[:, None], (17, 36)) + np.cos(np.radians(lon))[None, :]
     w = bilinear_weights(lat, lon, np.array([12.5, -33.0]), np.array([-5.0, 355.0]))
-    got = w(field)
+    got = w.apply(field)
     assert got[0] == pytest.approx(25.0 + 0.5 * (np.cos(np.radians(350)) + 1.0))
     assert got[1] == pytest.approx(-66.0 + 0.5 * (np.cos(np.radians(350)) + 1.0))
 

@@ -203,12 +203,14 @@ def ingest(
     frames = [d.values for _, d in decoded]
     values = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not values.empty:
+        if progress:  # QC is one vectorised pass: a message, not a bar
+            print(f"quality control on {len(values):,} values ...", flush=True)
         values = run_qc(values, cfg.qc, _context(store, values, cfg))
 
     # One pass to split the run's table by input file (a boolean mask per file would scan
     # every row once per file: quadratic in a year of files).
     by_file = dict(iter(values.groupby("_file", sort=False))) if not values.empty else {}
-    for i, (task, d) in enumerate(decoded):
+    for i, (task, d) in enumerate(tqdm(decoded, desc="store", unit="file", disable=not progress)):
         rows = by_file.get(i, values.iloc[:0])
         bad = rows["check"].notna() if not rows.empty else pd.Series(dtype=bool)
         good_rows, bad_rows = rows[~bad], rows[bad]

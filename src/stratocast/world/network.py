@@ -26,6 +26,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stratocast.config import ComponentConfig
+from stratocast.grid.interp import BilinearWeights, bilinear_weights
 from stratocast.world.metar_writer import write_metar_day
 from stratocast.world.synop_bufr_writer import write_synop_file
 
@@ -245,44 +246,6 @@ def build_stations(cfg: NetworkConfig) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class _Bilinear:
-    """Precomputed bilinear weights of stations on a lat/lon grid (periodic in lon)."""
-
-    i0: np.ndarray
-    i1: np.ndarray
-    j0: np.ndarray
-    j1: np.ndarray
-    wi: np.ndarray
-    wj: np.ndarray
-
-    def __call__(self, field: np.ndarray) -> np.ndarray:
-        """Sample ``field[..., lat, lon]`` at the stations: result ``[..., station]``."""
-        f00, f01 = field[..., self.i0, self.j0], field[..., self.i0, self.j1]
-        f10, f11 = field[..., self.i1, self.j0], field[..., self.i1, self.j1]
-        wi, wj = self.wi, self.wj
-        return (1 - wi) * ((1 - wj) * f00 + wj * f01) + wi * ((1 - wj) * f10 + wj * f11)
-
-
-def bilinear_weights(
-    grid_lat: np.ndarray, grid_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray
-) -> _Bilinear:
-    """Weights for ascending ``grid_lat`` and ascending ``grid_lon`` in [0, 360)."""
-    if np.any(np.diff(grid_lat) <= 0) or np.any(np.diff(grid_lon) <= 0):
-        raise ValueError("truth lat and lon must be strictly ascending (see docs/design.md)")
-    la = np.clip(lat, grid_lat[0], grid_lat[-1])  # poleward of the grid: nearest row
-    i1 = np.clip(np.searchsorted(grid_lat, la, side="right"), 1, len(grid_lat) - 1)
-    i0 = i1 - 1
-    wi = (la - grid_lat[i0]) / (grid_lat[i1] - grid_lat[i0])
-    ext = np.concatenate([[grid_lon[-1] - 360.0], grid_lon, [grid_lon[0] + 360.0]])
-    lo = np.mod(lon, 360.0)
-    k1 = np.clip(np.searchsorted(ext, lo, side="right"), 1, len(ext) - 1)
-    k0 = k1 - 1
-    wj = (lo - ext[k0]) / (ext[k1] - ext[k0])
-    n = len(grid_lon)
-    return _Bilinear(i0, i1, (k0 - 1) % n, (k1 - 1) % n, wi, wj)
-
-
-@dataclass(frozen=True)
 class _StationErrors:
     """Persistent per-station errors (siting, exposure), drawn once per network."""
 
@@ -365,7 +328,7 @@ class _NetworkState:
     name: str
     index: int
     stations: pd.DataFrame
-    weights: _Bilinear
+    weights: BilinearWeights
     grid_orography: np.ndarray
     errors: _StationErrors
     outages: pd.DataFrame
@@ -378,7 +341,7 @@ def _sample_chunk(
     to hourly; ``has_extra``: the last truth step belongs to the next chunk and only serves
     as the end point of the interpolation."""
     times = truth["time"].to_numpy()
-    vals = {v: state.weights(truth[v].to_numpy().astype(np.float64)) for v in _TRUTH_VARS}
+    vals = {v: state.weights.apply(truth[v].to_numpy().astype(np.float64)) for v in _TRUTH_VARS}
     if not hourly or len(times) < 2:
         return times, vals
     one_hour = np.timedelta64(1, "h")
@@ -533,7 +496,7 @@ def _network_states(
     for idx, name in enumerate(NETWORKS):
         st = stations[stations["network"] == name].reset_index(drop=True)
         w = bilinear_weights(glat, glon, st["lat"].to_numpy(), st["lon"].to_numpy())
-        z = w(orog)
+        z = w.apply(orog)
         errors = _station_errors(cfg, st["elevation_m"].to_numpy() - z, idx)
         outages = _plan_outages(cfg, len(st), t[0], t[-1], idx)
         states.append(_NetworkState(name, idx, st, w, z, errors, outages))

@@ -25,24 +25,6 @@ def great_circle_km(
     return EARTH_RADIUS_KM * np.arccos(np.clip(cos, -1.0, 1.0))
 
 
-def bilinear_at(
-    field: np.ndarray, lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np.ndarray
-) -> np.ndarray:
-    """Bilinear interpolation on a regular-in-lon, ascending-lat grid, periodic in lon."""
-    nlon = len(lon)
-    dlon = (lon[1] - lon[0]) if nlon > 1 else 360.0
-    x = ((plon - lon[0]) % 360.0) / dlon
-    i0 = np.floor(x).astype(int) % nlon
-    i1 = (i0 + 1) % nlon
-    fx = x - np.floor(x)
-    j = np.clip(np.searchsorted(lat, plat) - 1, 0, len(lat) - 2)
-    fy = np.clip((plat - lat[j]) / (lat[j + 1] - lat[j]), 0.0, 1.0)
-    f00, f01 = field[j, i0], field[j, i1]
-    f10, f11 = field[j + 1, i0], field[j + 1, i1]
-    out: np.ndarray = (1 - fy) * ((1 - fx) * f00 + fx * f01) + fy * ((1 - fx) * f10 + fx * f11)
-    return out
-
-
 class StationToGrid(nn.Module):
     weights: torch.Tensor  # (K, H·W, S) buffer
 

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from stratocast.grid.interp import bilinear_weights
 from stratocast.models.base import Geometry, register
 from stratocast.models.obs2grid.blocks import GridNet
-from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid, bilinear_at
+from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid
 
 
 def _static_fields(g: Geometry) -> np.ndarray:
@@ -59,7 +60,7 @@ class Obs2Grid(nn.Module):
         offset = np.zeros((len(g.station_lat), len(g.obs_variables)), dtype=np.float32)
         if "t2m" in g.obs_variables:
             k = g.obs_variables.index("t2m")
-            oro_at = bilinear_at(g.orography, g.lat, g.lon, g.station_lat, g.station_lon)
+            oro_at = bilinear_weights(g.lat, g.lon, g.station_lat, g.station_lon).apply(g.orography)
             offset[:, k] = LAPSE_RATE * (g.station_elevation - oro_at) / g.obs_std[k]
         self.register_buffer("obs_offset", torch.from_numpy(offset))
 
