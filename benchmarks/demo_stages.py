@@ -41,7 +41,9 @@ def main() -> None:
         demo(cfg, paths, progress=False)
         timings.append(json.loads((work / "timings.json").read_text()))
     print(
-        "\nstage     " + "".join(f"{'run' + str(r):>10}" for r in range(args.runs)) + "    median"
+        "\nstage     "
+        + "".join(f"{'run' + str(r):>10}" for r in range(len(timings)))
+        + "    median"
     )
     for stage in [*DEMO_ORDER, "total"]:
         vals = [t[stage] for t in timings]
