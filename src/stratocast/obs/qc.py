@@ -129,13 +129,45 @@ def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
     )
 
 
+# A correction bulletin (BBB = CCx, or AAx for amendments) ends the report id as ":CCA" etc.
+_CORRECTION = r":(?:CC|AA)([A-Z])$"
+
+
+def check_corrections(df: pd.DataFrame) -> None:
+    """A correction replaces the report it corrects: same station, time and variable.
+
+    The original and any earlier correction letter (CCA before CCB) are quarantined with
+    check ``corrected``; only the latest version stays. Runs before the duplicate check, so a
+    correction that repeats the original value keeps the correction, not the original.
+    """
+    if "report_id" not in df:  # callers without provenance cannot carry corrections
+        return
+    letter = df["report_id"].astype(str).str.extract(_CORRECTION, expand=False)
+    if letter.isna().all():
+        return
+    rank = letter.map(lambda c: ord(c) - ord("A") + 1 if isinstance(c, str) else 0)
+    best = rank.groupby([df["station_id"], df["time"], df["variable"]]).transform("max")
+    superseded = (rank < best).to_numpy()
+    _flag(
+        df,
+        superseded,
+        "corrected",
+        lambda r: "replaced by a later correction (" + _fmt(best[r.index].astype(float)) + ")",
+    )
+
+
 def check_duplicates(df: pd.DataFrame, context: pd.DataFrame | None) -> None:
     cols = ["station_id", "time", "variable", "value"]
+    # Only rows still in play compete: a row already quarantined (e.g. replaced by a
+    # correction) must not make its valid twin look like the duplicate.
+    live = df["check"].isna().to_numpy()
+    dup = np.zeros(len(df), dtype=bool)
+    rows = df.loc[live, cols]
     if context is not None and len(context):
-        both = pd.concat([context[cols], df[cols]], ignore_index=True)
-        dup = both.duplicated(keep="first").to_numpy()[len(context) :]
+        both = pd.concat([context[cols], rows], ignore_index=True)
+        dup[live] = both.duplicated(keep="first").to_numpy()[len(context) :]
     else:
-        dup = df.duplicated(subset=cols, keep="first").to_numpy()
+        dup[live] = rows.duplicated(keep="first").to_numpy()
     _flag(df, dup, "duplicate", "exact duplicate of an earlier report (station, time, value)")
 
 
@@ -225,6 +257,7 @@ def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None)
     out.index = pd.RangeIndex(len(out))
     check_range(out)
     check_consistency(out, cfg.dewpoint_tolerance)
+    check_corrections(out)
     check_duplicates(out, context)
     check_temporal(out, cfg, context)
     propagate_derived(out)

@@ -29,7 +29,17 @@ def _synop_bufr(**options: Any) -> ObsSource:
     return SynopBufrSource(**options)
 
 
-_BUILTIN: dict[str, SourceFactory] = {"metar": _metar, "synop_bufr": _synop_bufr}
+def _synop_tac(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.synop_tac import SynopTacSource
+
+    return SynopTacSource(**options)
+
+
+_BUILTIN: dict[str, SourceFactory] = {
+    "metar": _metar,
+    "synop_bufr": _synop_bufr,
+    "synop_tac": _synop_tac,
+}
 
 
 class UnknownSourceError(KeyError):
