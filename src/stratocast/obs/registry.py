@@ -35,10 +35,17 @@ def _synop_tac(**options: Any) -> ObsSource:
     return SynopTacSource(**options)
 
 
+def _isd_lite(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.isd_lite import IsdLiteSource
+
+    return IsdLiteSource(**options)
+
+
 _BUILTIN: dict[str, SourceFactory] = {
     "metar": _metar,
     "synop_bufr": _synop_bufr,
     "synop_tac": _synop_tac,
+    "isd_lite": _isd_lite,
 }
 
 
