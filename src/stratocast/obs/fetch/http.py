@@ -143,11 +143,15 @@ def _download(
     opener: urllib.request.OpenerDirector, url: str, dest: Path, timeout: float
 ) -> dict[str, Any]:
     """One GET into a temp file renamed onto ``dest``; the temp file never survives a failure."""
-    resp = _open(opener, url, "GET", timeout)
+    with _open(opener, url, "GET", timeout) as resp:
+        return _stream(resp, url, dest)
+
+
+def _stream(resp: http.client.HTTPResponse, url: str, dest: Path) -> dict[str, Any]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        with resp, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out:
             expected = _content_length(resp.headers)
             got = 0
             try:

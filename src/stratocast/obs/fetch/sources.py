@@ -261,15 +261,22 @@ def arco_era5_url(*, base_url: str = ARCO_ERA5_HTTPS, store: str = ARCO_ERA5_STO
 
 
 def open_arco_era5(
-    url: str | None = None, *, storage_options: Mapping[str, Any] | None = None
+    url: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    consolidated: bool | None = None,
 ) -> xr.Dataset:
     """Open a Zarr store lazily (metadata only; data is read when indexed).
 
     HTTP(S) URLs go through fsspec's HTTP filesystem, which needs ``aiohttp``; ``gs://``
-    needs ``gcsfs``. Nothing is loaded here: slice first, then ``.load()``.
+    needs ``gcsfs``. ``consolidated=None`` tries the store's consolidated metadata (one
+    request) and falls back to per-array metadata. Nothing is loaded here: slice first,
+    then ``.load()``.
     """
     import xarray as xr  # heavy; only needed by callers that open Zarr
 
     target = url or arco_era5_url()
     opts = dict(storage_options or {})
-    return xr.open_zarr(target, chunks=None, consolidated=None, storage_options=opts or None)
+    return xr.open_zarr(
+        target, chunks=None, consolidated=consolidated, storage_options=opts or None
+    )
