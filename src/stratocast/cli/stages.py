@@ -56,13 +56,6 @@ def truth_location(paths: RunPaths) -> Path:
 
 
 def ingest(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
-    # ecCodes is imported by the BUFR reader; importing pyproj first avoids the exit crash
-    # seen on this platform when ecCodes comes first (see the known hazard).
-    import importlib.util
-
-    if importlib.util.find_spec("pyproj") is not None:
-        import pyproj  # noqa: F401
-
     from stratocast.obs.ingest import ingest as run_ingest
     from stratocast.obs.stations import StationCatalogue
 
