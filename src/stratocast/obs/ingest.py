@@ -6,9 +6,15 @@ are written, so a failed or interrupted file is retried by the next run.
 
 Parallelism: decoding, the expensive part, is farmed out per file to ``executor`` (any
 ``concurrent.futures.Executor``: pass ``dask.distributed.Client(...).get_executor()`` to run on a
-Dask cluster) or, when ``workers > 1`` and no executor is given, a local process pool. QC and
+Dask cluster), to a Dask cluster named by ``IngestConfig.scheduler`` (see
+:mod:`stratocast.obs.parallel`) or, when ``workers > 1`` and neither is given, a local process
+pool. Results are consumed in input order whatever runs them, so every path stores the same rows
+and the same accounting. QC and
 writing happen in the calling process on the whole run, because duplicate and temporal checks
 need every file of the run (and the already-stored neighbours) together.
+
+Remote inputs (``s3://``, ``http(s)://`` ...) are downloaded to a content-addressed cache first
+(:mod:`stratocast.obs.remote`) and then read like local files.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from tqdm import tqdm
 
 from stratocast.config import ComponentConfig
 from stratocast.obs.accounting import Accounting, FileError
+from stratocast.obs.parallel import dask_client, map_ordered
 from stratocast.obs.qc import QCConfig, run_qc
 from stratocast.obs.registry import available_sources, get_source
+from stratocast.obs.remote import RemoteError, expand, fetch, is_remote
 from stratocast.obs.stations import StationCatalogue
 from stratocast.obs.store import (
     file_hash,
@@ -66,6 +74,18 @@ class IngestConfig(ComponentConfig):
     sources: list[SourceSpec]
     qc: QCConfig = QCConfig()
     workers: int = Field(default=1, ge=1, description="decode processes; 1 = in this process")
+    scheduler: str | None = Field(
+        default=None,
+        description="Dask: 'local' (a LocalCluster of `workers` processes for this run) or the "
+        "address of a running scheduler ('tcp://host:8786'); None = no Dask",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for remote paths (e.g. endpoint_url, key, secret, anon)",
+    )
+    cache_dir: str | None = Field(
+        default=None, description="download cache for remote paths; default <store>/cache/remote"
+    )
     qc_against_store: bool = Field(
         default=True, description="use already-stored rows as context for duplicate/temporal checks"
     )
@@ -75,8 +95,9 @@ class IngestConfig(ComponentConfig):
 class _Task:
     source: str
     options: dict[str, Any]
-    path: Path
+    path: Path  # local file the reader opens (a cached download for remote inputs)
     key: str  # sha256 of the content
+    origin: str  # what the user named: the local path or the URL
 
 
 def _decode_file(
@@ -91,14 +112,50 @@ def _decode_file(
         return f"{type(err).__name__}: {err}"
 
 
+def _expand_remote(
+    cfg: IngestConfig, spec: SourceSpec, pattern: str, cache: Path, acc: Accounting
+) -> list[tuple[Path, str, str]]:  # -> (cached path, sha256, url), recording failures
+    account = acc.source(spec.name)
+    try:
+        urls = expand(pattern, cfg.storage_options)
+    except RemoteError as err:
+        acc.file_errors.append(FileError(spec.name, pattern, str(err)))
+        account.files_failed += 1
+        return []
+    if not urls:
+        acc.file_errors.append(FileError(spec.name, pattern, "no file matches"))
+        account.files_failed += 1
+        return []
+    found: list[tuple[Path, str, str]] = []
+    for url in urls:
+        try:
+            path, key = fetch(url, cfg.storage_options, cache)
+        except RemoteError as err:
+            what = "file not found" if "file not found" in str(err) else f"unreadable: {err}"
+            acc.file_errors.append(FileError(spec.name, url, what))
+            account.files_failed += 1
+            continue
+        found.append((path, key, url))
+    return found
+
+
 def _expand(
     cfg: IngestConfig, store: Path, acc: Accounting
 ) -> list[_Task]:  # globs -> tasks, recording missing/unreadable/already-ingested files
     tasks: list[_Task] = []
     seen: set[tuple[str, str]] = set()
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else store / "cache" / "remote"
     for spec in cfg.sources:
         account = acc.source(spec.name)
         for pattern in spec.paths:
+            if is_remote(pattern):
+                for path, key, url in _expand_remote(cfg, spec, pattern, cache, acc):
+                    if (spec.name, key) in seen or is_ingested(store, spec.name, key):
+                        account.files_skipped += 1
+                        continue
+                    seen.add((spec.name, key))
+                    tasks.append(_Task(spec.name, dict(spec.options), path, key, url))
+                continue
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 what = "no file matches" if glob.has_magic(pattern) else "file not found"
@@ -124,7 +181,7 @@ def _expand(
                     account.files_skipped += 1
                     continue
                 seen.add((spec.name, key))
-                tasks.append(_Task(spec.name, dict(spec.options), path, key))
+                tasks.append(_Task(spec.name, dict(spec.options), path, key, m))
     return tasks
 
 
@@ -134,9 +191,19 @@ def _run_decode(
     workers: int,
     executor: Executor | None,
     progress: bool,
+    scheduler: str | None = None,
 ) -> Iterator[tuple[_Task, Decoded | str]]:
     bar = tqdm(total=len(tasks), desc="decode", unit="file", disable=not progress)
     try:
+        if executor is None and scheduler is not None and tasks:
+            with dask_client(scheduler, workers) as client:
+                calls = [(t.source, t.options, t.path) for t in tasks]
+                for t, r in zip(
+                    tasks, map_ordered(client, _decode_file, calls, catalogue), strict=True
+                ):
+                    yield t, r
+                    bar.update()
+            return
         if executor is None and workers <= 1:
             for t in tasks:
                 yield t, _decode_file(t.source, t.options, t.path, catalogue)
@@ -189,9 +256,11 @@ def ingest(
 
     decoded: list[tuple[_Task, Decoded]] = []
     offset = 0
-    for task, result in _run_decode(tasks, catalogue, cfg.workers, executor, progress):
+    for task, result in _run_decode(
+        tasks, catalogue, cfg.workers, executor, progress, cfg.scheduler
+    ):
         if isinstance(result, str):
-            acc.file_errors.append(FileError(task.source, str(task.path), result))
+            acc.file_errors.append(FileError(task.source, task.origin, result))
             acc.source(task.source).files_failed += 1
             continue
         # report keys restart at 0 in each file: make them unique across the run
@@ -226,7 +295,7 @@ def ingest(
             task.key,
             {
                 "source": task.source,
-                "path": str(task.path),
+                "path": task.origin,
                 "sha256": task.key,
                 "run_id": acc.run_id,
                 "values_stored": len(good_rows),

@@ -13,7 +13,9 @@ reported once, under its most basic fault:
    within ``window_hours``) by more than ``spike_max[var]`` in the same direction.
 5. ``step``: after spikes are removed, a change larger than ``step_max[var]`` from the previous
    value within ``window_hours``; the later value is quarantined.
-6. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
+6. ``buddy`` (only with ``QCConfig.buddy``, off by default): far from the robust mean of
+   neighbouring stations at the same time (:mod:`stratocast.obs.buddy`).
+7. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
 
 Default thresholds (state them, change them in config): spike t2m 8 K, d2m 10 K, msl/sp
 800 Pa; step over <= 6 h: t2m/d2m 15 K, msl/sp 2000 Pa. They are deliberately loose: frontal
@@ -31,6 +33,7 @@ import pandas as pd
 from pydantic import Field
 
 from stratocast.config import ComponentConfig
+from stratocast.obs.buddy import BuddyConfig, buddy_check
 from stratocast.obs.harmonise import DERIVED_FROM
 from stratocast.vocab.variables import VARIABLES
 
@@ -44,6 +47,8 @@ class QCConfig(ComponentConfig):
     step_max: dict[str, float] = Field(
         default_factory=lambda: {"t2m": 15.0, "d2m": 15.0, "msl": 2000.0, "sp": 2000.0}
     )
+    buddy: bool = Field(default=False, description="run the spatial buddy check")
+    buddy_options: BuddyConfig = Field(default_factory=BuddyConfig)
 
 
 Reason = str | Callable[[pd.DataFrame], pd.Series]
@@ -231,6 +236,11 @@ def check_temporal(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None
     _flag(df, df.index.isin(st.index), "step", lambda r: step_reason[r.index])
 
 
+def check_buddy(df: pd.DataFrame, cfg: BuddyConfig) -> None:
+    reasons = buddy_check(df, cfg)
+    _flag(df, df.index.isin(reasons.index), "buddy", lambda r: reasons[r.index])
+
+
 def propagate_derived(df: pd.DataFrame) -> None:
     flagged = df.loc[df["check"].notna(), ["report_key", "variable"]]
     if flagged.empty:
@@ -260,5 +270,7 @@ def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None)
     check_corrections(out)
     check_duplicates(out, context)
     check_temporal(out, cfg, context)
+    if cfg.buddy:
+        check_buddy(out, cfg.buddy_options)
     propagate_derived(out)
     return out
