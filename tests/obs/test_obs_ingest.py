@@ -127,7 +127,7 @@ def test_bad_files_recorded_run_goes_on(tmp_path: Path) -> None:
 
 def test_registry_and_config_errors() -> None:
     with pytest.raises(
-        UnknownSourceError, match="available: isd_lite, metar, synop_bufr, synop_tac"
+        UnknownSourceError, match="available: hirs_bufr, isd_lite, metar, synop_bufr, synop_tac"
     ):
         get_source("metr")
     with pytest.raises(TypeError, match="bad options for observation source 'metar'"):

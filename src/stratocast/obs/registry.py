@@ -41,11 +41,18 @@ def _isd_lite(**options: Any) -> ObsSource:
     return IsdLiteSource(**options)
 
 
+def _hirs_bufr(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.hirs_bufr import HirsBufrSource
+
+    return HirsBufrSource(**options)
+
+
 _BUILTIN: dict[str, SourceFactory] = {
     "metar": _metar,
     "synop_bufr": _synop_bufr,
     "synop_tac": _synop_tac,
     "isd_lite": _isd_lite,
+    "hirs_bufr": _hirs_bufr,
 }
 
 

@@ -33,6 +33,26 @@ _TABLE = [
     Variable("z500", "geopotential", "m2 s-2", 40000.0, 62000.0, "geopotential at 500 hPa"),
     Variable("t850", "air_temperature", "K", 200.0, 330.0, "temperature at 850 hPa"),
     Variable("orography", "surface_altitude", "m", -500.0, 9000.0, "surface height"),
+    # satellite observations (issue 3): HIRS level-1B channel brightness temperatures
+    *(
+        Variable(
+            f"hirs_bt{c:02d}",
+            "toa_brightness_temperature",
+            "K",
+            150.0,
+            350.0,
+            f"HIRS channel {c} top-of-atmosphere brightness temperature",
+        )
+        for c in range(1, 20)
+    ),
+    Variable(
+        "crr",
+        "convective_precipitation_flux",
+        "kg m-2 s-1",
+        0.0,
+        0.02,  # NWC-SAF CRR saturates at 50 mm/h = 0.0139 kg m-2 s-1
+        "convective rainfall rate (NWC-SAF CRR)",
+    ),
 ]
 
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
