@@ -127,7 +127,9 @@ def test_bad_files_recorded_run_goes_on(tmp_path: Path) -> None:
 
 def test_registry_and_config_errors() -> None:
     with pytest.raises(
-        UnknownSourceError, match="available: hirs_bufr, isd_lite, metar, synop_bufr, synop_tac"
+        UnknownSourceError,
+        match="available: aircraft_bufr, hirs_bufr, isd_lite, metar, synop_bufr, synop_tac, "
+        "temp_bufr",
     ):
         get_source("metr")
     with pytest.raises(TypeError, match="bad options for observation source 'metar'"):

@@ -47,12 +47,26 @@ def _hirs_bufr(**options: Any) -> ObsSource:
     return HirsBufrSource(**options)
 
 
+def _temp_bufr(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.temp_bufr import TempBufrSource
+
+    return TempBufrSource(**options)
+
+
+def _aircraft_bufr(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.aircraft_bufr import AircraftBufrSource
+
+    return AircraftBufrSource(**options)
+
+
 _BUILTIN: dict[str, SourceFactory] = {
     "metar": _metar,
     "synop_bufr": _synop_bufr,
     "synop_tac": _synop_tac,
     "isd_lite": _isd_lite,
     "hirs_bufr": _hirs_bufr,
+    "temp_bufr": _temp_bufr,
+    "aircraft_bufr": _aircraft_bufr,
 }
 
 

@@ -53,6 +53,13 @@ _TABLE = [
         0.02,  # NWC-SAF CRR saturates at 50 mm/h = 0.0139 kg m-2 s-1
         "convective rainfall rate (NWC-SAF CRR)",
     ),
+    # upper-air standard levels (issue 3): radiosonde TEMP and aircraft AMDAR
+    Variable("t500", "air_temperature", "K", 190.0, 300.0, "temperature at 500 hPa"),
+    Variable("z850", "geopotential", "m2 s-2", 7000.0, 18000.0, "geopotential at 850 hPa"),
+    Variable("u850", "eastward_wind", "m s-1", -100.0, 100.0, "eastward wind at 850 hPa"),
+    Variable("v850", "northward_wind", "m s-1", -100.0, 100.0, "northward wind at 850 hPa"),
+    Variable("u500", "eastward_wind", "m s-1", -150.0, 150.0, "eastward wind at 500 hPa"),
+    Variable("v500", "northward_wind", "m s-1", -150.0, 150.0, "northward wind at 500 hPa"),
 ]
 
 VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
