@@ -31,9 +31,9 @@ import eccodes
 import numpy as np
 import numpy.typing as npt
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.bufr_file import bufr_messages
 from stratocast.obs.lexicon import LexiconEntry, identity
-from stratocast.obs.sources.synop_bufr import split_messages
 from stratocast.obs.stations import StationCatalogue
 
 N_CHANNELS = 19  # infrared channels with a brightness temperature
@@ -113,25 +113,11 @@ class HirsBufrSource:
     lexicon = LEXICON
 
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
-        if b"BUFR" not in data:
-            raise SourceFileError(f"{path}: no BUFR message found (not a BUFR file?)")
-        name = path.name
-        for index, (offset, msg, error) in enumerate(split_messages(data), start=1):
-            where = f"{name}:{index}"
-            if msg is None:
-                yield Rejection(
-                    where,
-                    "corrupt_message",
-                    f"{name}: message {index} at byte {offset}: {error}",
-                    data[offset : offset + 64].hex(),
-                )
-                continue
-            yield from self._message(msg, where)
+        for item in bufr_messages(path):
+            if isinstance(item, Rejection):
+                yield item
+            else:
+                yield from self._message(item[1], item[0])
 
     def _message(self, msg: bytes, where: str) -> Iterator[Record]:
         try:

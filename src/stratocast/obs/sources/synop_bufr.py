@@ -37,7 +37,8 @@ from typing import Any
 
 import eccodes
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.bufr_file import bufr_messages
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -87,32 +88,6 @@ _WANTED = {*LEXICON, *_NUMERIC_META, *_STRING_META}
 def _missing(v: Any) -> bool:
     # ecCodes marks missing doubles as -1e100 and missing integers as 2**31-1
     return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
-
-
-def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:
-    """Yield (byte offset, message bytes or None, error) for each ``BUFR`` marker in ``data``.
-
-    Lengths come from section 0; a message whose declared end is past the file or lacks the
-    ``7777`` end marker is reported and the scan resumes at the next ``BUFR`` marker, so one
-    corrupt message never hides the rest of the file.
-    """
-    pos = data.find(b"BUFR")
-    while pos >= 0:
-        if pos + 8 > len(data):
-            yield pos, None, "truncated section 0"
-            return
-        length = int.from_bytes(data[pos + 4 : pos + 7], "big")
-        edition = data[pos + 7]
-        end = pos + length
-        if edition < 2 or length < 16:
-            yield pos, None, f"unsupported BUFR edition {edition} or bad length {length}"
-            pos = data.find(b"BUFR", pos + 4)
-        elif end > len(data) or data[end - 4 : end] != b"7777":
-            yield pos, None, f"truncated or corrupt: declared length {length}, no 7777 at its end"
-            pos = data.find(b"BUFR", pos + 4)
-        else:
-            yield pos, data[pos:end], ""
-            pos = data.find(b"BUFR", end)
 
 
 def _key_names_public(h: int) -> list[str]:
@@ -214,25 +189,11 @@ class SynopBufrSource:
         self.heights = {"t": tuple(temperature_heights), "w": tuple(wind_heights)}
 
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
-        if b"BUFR" not in data:
-            raise SourceFileError(f"{path}: no BUFR message found (not a BUFR file?)")
-        name = path.name
-        for index, (offset, msg, error) in enumerate(split_messages(data), start=1):
-            where = f"{name}:{index}"
-            if msg is None:
-                yield Rejection(
-                    where,
-                    "corrupt_message",
-                    f"{name}: message {index} at byte {offset}: {error}",
-                    data[offset : offset + 64].hex(),
-                )
-                continue
-            yield from self._message(msg, where, catalogue)
+        for item in bufr_messages(path):
+            if isinstance(item, Rejection):
+                yield item
+            else:
+                yield from self._message(item[1], item[0], catalogue)
 
     def _message(
         self, msg: bytes, where: str, catalogue: StationCatalogue | None

@@ -27,9 +27,9 @@ from typing import Any
 
 import eccodes
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.bufr_file import bufr_messages
 from stratocast.obs.lexicon import LexiconEntry, identity
-from stratocast.obs.sources.synop_bufr import split_messages
 from stratocast.obs.stations import StationCatalogue, wmo_id
 
 G0 = 9.80665  # m s-2, standard gravity (WMO definition of the geopotential metre)
@@ -156,21 +156,11 @@ def read_bufr(
     A message that is truncated, corrupt, or of another data category is one Rejection with
     id ``file:message``; the other messages are unaffected.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
-    if b"BUFR" not in data:
-        raise SourceFileError(f"{path}: no BUFR message found (not a BUFR file?)")
-    name = path.name
-    for index, (offset, msg, error) in enumerate(split_messages(data), start=1):
-        where = f"{name}:{index}"
-        if msg is None:
-            reason = f"{name}: message {index} at byte {offset}: {error}"
-            yield Rejection(where, "corrupt_message", reason, data[offset : offset + 64].hex())
-            continue
-        yield from _message(msg, where, catalogue, categories, kind, decode)
+    for item in bufr_messages(path):
+        if isinstance(item, Rejection):
+            yield item
+        else:
+            yield from _message(item[1], item[0], catalogue, categories, kind, decode)
 
 
 def _message(

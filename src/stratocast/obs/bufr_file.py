@@ -1,0 +1,61 @@
+"""BUFR files as a stream of messages, shared by every BUFR reader.
+
+A corrupt or truncated message becomes one Rejection (``file:message``) and the scan goes on
+at the next ``BUFR`` marker, so one bad message never hides the rest of a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from stratocast.obs.base import Rejection, SourceFileError
+
+
+def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:
+    """Yield (byte offset, message bytes or None, error) for each ``BUFR`` marker in ``data``.
+
+    Lengths come from section 0; a message whose declared end is past the file or lacks the
+    ``7777`` end marker is reported and the scan resumes at the next ``BUFR`` marker, so one
+    corrupt message never hides the rest of the file.
+    """
+    pos = data.find(b"BUFR")
+    while pos >= 0:
+        if pos + 8 > len(data):
+            yield pos, None, "truncated section 0"
+            return
+        length = int.from_bytes(data[pos + 4 : pos + 7], "big")
+        edition = data[pos + 7]
+        end = pos + length
+        if edition < 2 or length < 16:
+            yield pos, None, f"unsupported BUFR edition {edition} or bad length {length}"
+            pos = data.find(b"BUFR", pos + 4)
+        elif end > len(data) or data[end - 4 : end] != b"7777":
+            yield pos, None, f"truncated or corrupt: declared length {length}, no 7777 at its end"
+            pos = data.find(b"BUFR", pos + 4)
+        else:
+            yield pos, data[pos:end], ""
+            pos = data.find(b"BUFR", end)
+
+
+def bufr_messages(path: Path) -> Iterator[tuple[str, bytes] | Rejection]:
+    """Yield ``(where, message bytes)`` per intact message and a Rejection per broken one.
+
+    ``where`` is ``<file name>:<message number>`` (1-based), the id readers build on.
+    Raises SourceFileError when the file cannot be read or holds no BUFR message at all.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
+    if b"BUFR" not in data:
+        raise SourceFileError(f"{path}: no BUFR message found (not a BUFR file?)")
+    name = path.name
+    for index, (offset, msg, error) in enumerate(split_messages(data), start=1):
+        where = f"{name}:{index}"
+        if msg is None:
+            reason = f"{name}: message {index} at byte {offset}: {error}"
+            yield Rejection(where, "corrupt_message", reason, data[offset : offset + 64].hex())
+        else:
+            yield where, msg
