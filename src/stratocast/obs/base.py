@@ -10,7 +10,7 @@ millions of them and the per-report cost dominates decode throughput.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
@@ -65,6 +65,19 @@ class ObsSource(Protocol):
         unreadable, not this format at all); per-record problems are Rejections.
         """
         ...
+
+
+def utc_reference(value: datetime | str | None) -> datetime | None:
+    """A reader's reference time (ISO text or datetime) as an aware UTC datetime.
+
+    Text formats that give only day and hour (METAR, SYNOP) take month and year from it; a
+    naive value means UTC, as everywhere in observation exchange.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 class SourceFileError(OSError):

@@ -8,8 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import eccodes
 
 from stratocast.obs.base import Rejection, SourceFileError
+
+
+def is_missing(v: Any) -> bool:
+    # ecCodes marks missing doubles as -1e100 and missing integers as 2**31-1
+    return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
+
+
+def open_handle(msg: bytes, where: str) -> int | Rejection:
+    """An ecCodes handle for one message (the caller releases it), or the Rejection."""
+    try:
+        handle: int = eccodes.codes_new_from_message(msg)
+    except eccodes.CodesInternalError as err:
+        return Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+    return handle
 
 
 def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:
@@ -59,3 +76,44 @@ def bufr_messages(path: Path) -> Iterator[tuple[str, bytes] | Rejection]:
             yield Rejection(where, "corrupt_message", reason, data[offset : offset + 64].hex())
         else:
             yield where, msg
+
+
+def _key_names_public(h: int) -> list[str]:
+    it = eccodes.codes_bufr_keys_iterator_new(h)
+    names = []
+    try:
+        while eccodes.codes_bufr_keys_iterator_next(it):
+            names.append(eccodes.codes_bufr_keys_iterator_get_name(it))
+    finally:
+        eccodes.codes_bufr_keys_iterator_delete(it)
+    return names
+
+
+def _key_names_fast(h: int) -> list[str]:
+    # Same walk as _key_names_public through the cffi layer directly: the public wrappers
+    # re-cast the iterator handle on every call, which made the walk ~60% of decode time.
+    it = _lib.codes_bufr_keys_iterator_new(_gribapi.get_handle(h), 0)
+    if it == _ffi.NULL:
+        raise eccodes.InvalidKeysIteratorError("cannot create BUFR keys iterator")
+    nxt, get, string = (
+        _lib.codes_bufr_keys_iterator_next,
+        _lib.codes_bufr_keys_iterator_get_name,
+        _ffi.string,
+    )
+    names = []
+    try:
+        while nxt(it):
+            names.append(string(get(it)))
+    finally:
+        _lib.codes_bufr_keys_iterator_delete(it)
+    return [n.decode("ascii", "replace") for n in names]
+
+
+try:
+    from gribapi import gribapi as _gribapi
+    from gribapi.bindings import ffi as _ffi
+    from gribapi.bindings import lib as _lib
+
+    key_names = _key_names_fast
+except ImportError:  # a future eccodes-python without these internals: correct, just slower
+    key_names = _key_names_public

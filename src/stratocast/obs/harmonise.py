@@ -37,6 +37,15 @@ def saturation_vapour_pressure(t_kelvin: float) -> float:
 _SVP_CACHE: dict[float, float] = {}
 
 
+def wind_components(speed: float, direction: float) -> tuple[float, float]:
+    """(u, v) in m s-1 from a speed and the meteorological direction (blowing from, degrees).
+
+    ``+ 0.0`` turns -0.0 (from a southerly or a calm) into 0.0 for tidy output.
+    """
+    rad = math.radians(direction)
+    return -speed * math.sin(rad) + 0.0, -speed * math.cos(rad) + 0.0
+
+
 def derive(
     values: dict[str, float], flags: dict[str, tuple[str, str]] | None = None
 ) -> dict[str, float]:
@@ -48,10 +57,7 @@ def derive(
     ws = values.get("ws10")
     wd = values.get("wd10")
     if ws is not None and wd is not None:
-        rad = math.radians(wd)
-        # "+ 0.0" turns -0.0 (from a southerly or calm) into 0.0 for tidy output
-        values["u10"] = -ws * math.sin(rad) + 0.0
-        values["v10"] = -ws * math.cos(rad) + 0.0
+        values["u10"], values["v10"] = wind_components(ws, wd)
     t = values.get("t2m")
     td = values.get("d2m")
     if t is not None and td is not None:

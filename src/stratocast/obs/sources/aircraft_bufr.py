@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.harmonise import wind_components
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.sources.temp_bufr import (
     STANDARD_LEVELS,
@@ -29,7 +30,6 @@ from stratocast.obs.sources.temp_bufr import (
     Values,
     read_bufr,
     subset_time,
-    wind_components,
 )
 from stratocast.obs.stations import StationCatalogue
 

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages
+from stratocast.obs.bufr_file import bufr_messages, open_handle
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue
 
@@ -120,10 +120,9 @@ class HirsBufrSource:
                 yield from self._message(item[1], item[0])
 
     def _message(self, msg: bytes, where: str) -> Iterator[Record]:
-        try:
-            h = eccodes.codes_new_from_message(msg)
-        except eccodes.CodesInternalError as err:
-            yield Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+        h = open_handle(msg, where)
+        if isinstance(h, Rejection):
+            yield h
             return
         try:
             try:

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError, utc_reference
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import (
     HPA,
@@ -307,11 +307,7 @@ class MetarSource:
     lexicon = LEXICON
 
     def __init__(self, reference_time: datetime | str | None = None) -> None:
-        if isinstance(reference_time, str):
-            reference_time = datetime.fromisoformat(reference_time)
-        if reference_time is not None and reference_time.tzinfo is None:
-            reference_time = reference_time.replace(tzinfo=UTC)
-        self.reference_time = reference_time
+        self.reference_time = utc_reference(reference_time)
 
     def _limit(self, path: Path) -> datetime:
         if self.reference_time is not None:

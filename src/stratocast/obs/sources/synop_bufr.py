@@ -38,7 +38,7 @@ from typing import Any
 import eccodes
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages
+from stratocast.obs.bufr_file import bufr_messages, is_missing, key_names, open_handle
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -85,58 +85,12 @@ _STRING_META = ["wigosLocalIdentifierCharacter", "shortStationName"]
 _WANTED = {*LEXICON, *_NUMERIC_META, *_STRING_META}
 
 
-def _missing(v: Any) -> bool:
-    # ecCodes marks missing doubles as -1e100 and missing integers as 2**31-1
-    return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
-
-
-def _key_names_public(h: int) -> list[str]:
-    it = eccodes.codes_bufr_keys_iterator_new(h)
-    names = []
-    try:
-        while eccodes.codes_bufr_keys_iterator_next(it):
-            names.append(eccodes.codes_bufr_keys_iterator_get_name(it))
-    finally:
-        eccodes.codes_bufr_keys_iterator_delete(it)
-    return names
-
-
-def _key_names_fast(h: int) -> list[str]:
-    # Same walk as _key_names_public through the cffi layer directly: the public wrappers
-    # re-cast the iterator handle on every call, which made the walk ~60% of decode time.
-    it = _lib.codes_bufr_keys_iterator_new(_gribapi.get_handle(h), 0)
-    if it == _ffi.NULL:
-        raise eccodes.InvalidKeysIteratorError("cannot create BUFR keys iterator")
-    nxt, get, string = (
-        _lib.codes_bufr_keys_iterator_next,
-        _lib.codes_bufr_keys_iterator_get_name,
-        _ffi.string,
-    )
-    names = []
-    try:
-        while nxt(it):
-            names.append(string(get(it)))
-    finally:
-        _lib.codes_bufr_keys_iterator_delete(it)
-    return [n.decode("ascii", "replace") for n in names]
-
-
-try:
-    from gribapi import gribapi as _gribapi
-    from gribapi.bindings import ffi as _ffi
-    from gribapi.bindings import lib as _lib
-
-    _key_names = _key_names_fast
-except ImportError:  # a future eccodes-python without these internals: correct, just slower
-    _key_names = _key_names_public
-
-
 def _walk(h: int, compressed: bool) -> list[dict[str, tuple[int, int]]]:
     """Per subset: key -> (rank of its first occurrence, rank of the preceding height or 0)."""
     layout: list[dict[str, tuple[int, int]]] = []
     current: dict[str, tuple[int, int]] = {}
     height_rank = 0
-    for name in _key_names(h):
+    for name in key_names(h):
         if name == "subsetNumber" and not compressed:
             current, height_rank = {}, 0
             layout.append(current)
@@ -198,10 +152,9 @@ class SynopBufrSource:
     def _message(
         self, msg: bytes, where: str, catalogue: StationCatalogue | None
     ) -> Iterator[Record]:
-        try:
-            h = eccodes.codes_new_from_message(msg)
-        except eccodes.CodesInternalError as err:
-            yield Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+        h = open_handle(msg, where)
+        if isinstance(h, Rejection):
+            yield h
             return
         try:
             try:
@@ -260,7 +213,7 @@ class SynopBufrSource:
         for key in _NUMERIC_META:
             if key in keys:
                 v = arrays.get(key, keys[key][0], s)
-                if not _missing(v):
+                if not is_missing(v):
                     meta[key] = v
         raw = [f"{k}={v}" for k, v in meta.items()]
 
@@ -319,14 +272,14 @@ class SynopBufrSource:
                 continue
             rank, height_rank = keys[key]
             v = arrays.get(key, rank, s)
-            if _missing(v):
+            if is_missing(v):
                 continue
             values[entry.variable] = entry.convert(float(v))
             kind = _QUALIFIED.get(key)
             note = ""
             if kind and height_rank:
                 height = arrays.get(_HEIGHT, height_rank, s)
-                if not _missing(height):
+                if not is_missing(height):
                     note = f"@{height:g}m"
                     lo, hi = self.heights[kind]
                     if not lo <= height <= hi:

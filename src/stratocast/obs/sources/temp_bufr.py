@@ -28,7 +28,8 @@ from typing import Any
 import eccodes
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages
+from stratocast.obs.bufr_file import bufr_messages, is_missing, key_names, open_handle
+from stratocast.obs.harmonise import wind_components
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue, wmo_id
 
@@ -78,32 +79,10 @@ class Subset:
         return next((lev[key] for lev in self.levels if key in lev), None)
 
 
-def missing(v: Any) -> bool:
-    # ecCodes marks missing doubles as -1e100 and missing integers as 2**31-1
-    return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
-
-
-def wind_components(speed: float, direction: float) -> tuple[float, float]:
-    """(u, v) in m s-1 from speed and the direction the wind blows from (degrees true)."""
-    rad = math.radians(direction)
-    return -speed * math.sin(rad), -speed * math.cos(rad)
-
-
-def _key_names(h: int) -> list[str]:
-    it = eccodes.codes_bufr_keys_iterator_new(h)
-    names = []
-    try:
-        while eccodes.codes_bufr_keys_iterator_next(it):
-            names.append(eccodes.codes_bufr_keys_iterator_get_name(it))
-    finally:
-        eccodes.codes_bufr_keys_iterator_delete(it)
-    return names
-
-
 def walk(h: int, compressed: bool) -> list[Subset]:
     """One :class:`Subset` per subset (compressed messages share one layout for all)."""
     subsets: list[Subset] = []
-    for name in _key_names(h):
+    for name in key_names(h):
         if name == "subsetNumber" and not compressed:
             subsets.append(Subset())
             continue
@@ -138,7 +117,7 @@ class Values:
         v = (arr[s] if len(arr) == self.n else arr[0]) if self.compressed else arr[rank - 1]
         if string:
             return (v or "").strip() or None
-        return None if missing(v) else v
+        return None if is_missing(v) else v
 
 
 SubsetDecoder = Callable[[Values, Subset, int, str, "StationCatalogue | None"], Record]
@@ -171,10 +150,9 @@ def _message(
     kind: str,
     decode: SubsetDecoder,
 ) -> Iterator[Record]:
-    try:
-        h = eccodes.codes_new_from_message(msg)
-    except eccodes.CodesInternalError as err:
-        yield Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+    h = open_handle(msg, where)
+    if isinstance(h, Rejection):
+        yield h
         return
     try:
         try:
