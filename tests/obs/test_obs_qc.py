@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stratocast.obs.qc import QCConfig, run_qc
+from stratocast.obs.qc import QCConfig, correction_rank, run_qc, superseded_in_store
 
 
 def _table(rows: list[tuple[str, str, str, float, int]]) -> pd.DataFrame:
@@ -77,3 +77,47 @@ def test_clean_series_passes_and_gaps_reset() -> None:
     rows += [("A", "2024-01-03T00:00", "t2m", 300.0, 99)]  # +16 K but 2 days later: no step
     out = run_qc(_table(rows), QCConfig())
     assert out["check"].isna().all()
+
+
+def _reports(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
+    """(source, station, msl value, report id) at one time."""
+    src, st, val, rid = zip(*rows, strict=True)
+    at = "2024-01-01T12:00"
+    df = _table([(s, at, "msl", v, i) for i, (s, v) in enumerate(zip(st, val, strict=True))])
+    return df.assign(source=list(src), report_id=list(rid))
+
+
+def test_corrections_against_the_store() -> None:
+    stored = _reports(
+        [
+            ("synop_tac", "S1", 101000.0, "a.txt:3"),  # original: a new CCA replaces it
+            ("synop_tac", "S2", 101000.0, "b.txt:4:CCB"),  # a stored CCB outranks new rows
+            ("metar", "S1", 101010.0, "m.txt:1"),  # another source: untouched
+        ]
+    )
+    new = _reports(
+        [
+            ("synop_tac", "S1", 101000.0, "c.txt:3:CCA"),  # same value: still a correction
+            ("synop_tac", "S2", 100900.0, "d.txt:4:CCA"),  # late CCA after the CCB
+            ("synop_tac", "S2", 100900.0, "e.txt:4"),  # late original
+        ]
+    )
+    assert superseded_in_store(new, stored).tolist() == ["c.txt:3:CCA", None, None]
+    remaining = stored.iloc[1:]  # what ingest passes on once it retracted the first row
+    out = run_qc(new, QCConfig(), remaining)
+    assert out["check"].tolist() == [None, "corrected", "corrected"]
+    assert out["reason"].iloc[1] == "replaced by correction b.txt:4:CCB (stored)"
+
+
+def test_correction_ranks_and_sources_within_a_run() -> None:
+    assert correction_rank(pd.Series(["x:1", "x:1:CCA", "x:1:CCC", "x:1:AAB"])).tolist() == [
+        0.0,
+        1.0,
+        3.0,
+        2.0,
+    ]
+    df = _reports(
+        [("metar", "S1", 101000.0, "m.txt:1"), ("synop_tac", "S1", 101100.0, "s.txt:1:CCA")]
+    )
+    out = run_qc(df, QCConfig())
+    assert out["check"].isna().all()  # a SYNOP correction does not replace a METAR

@@ -8,13 +8,27 @@ Identities (checked by :meth:`Accounting.verify`, never by ``assert``)::
 A report counts as stored when at least one of its values is stored; a report whose values
 were all quarantined, or that could not be decoded at all, counts as quarantined (under the
 check of its first quarantined value, or of its rejection).
+
+Both identities are about the run's *own* input. A correction (CCA ...) whose original was
+stored by an earlier run moves the original's values from ``obs`` to ``superseded``
+(:func:`stratocast.obs.store.retract`); the run that does it reports them apart, as
+``values_superseded_in_store`` (and ``reports_superseded_in_store``: earlier reports left with
+no stored value), without touching its own identities. Over all the runs of a store::
+
+    sum(values_stored) - sum(values_superseded_in_store) = rows in obs
+    sum(values_superseded_in_store)                      = rows in superseded
+    sum(reports_stored) - sum(reports_superseded_in_store) = reports with a value in obs
+
+so ``sum(values_decoded) = obs + superseded + quarantined values`` still holds for the store
+(:func:`store_totals` adds the runs up). A run that crashed wrote no accounting: the files
+it had not finished carry no manifest, and the run that redoes them counts them.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +46,9 @@ class SourceAccount:
     values_quarantined: int = 0
     reports_quarantined_by_check: dict[str, int] = field(default_factory=dict)
     values_quarantined_by_check: dict[str, int] = field(default_factory=dict)
+    # stored by earlier runs, moved out of obs by this run's corrections (not in the identities)
+    values_superseded_in_store: int = 0
+    reports_superseded_in_store: int = 0
 
     def add_counts(self, reports: Counter[str], values: Counter[str]) -> None:
         for target, new in (
@@ -75,6 +92,8 @@ class Accounting:
                 raise ValueError(f"accounting broken for {name}: per-check report counts")
             if sum(a.values_quarantined_by_check.values()) != a.values_quarantined:
                 raise ValueError(f"accounting broken for {name}: per-check value counts")
+            if not 0 <= a.reports_superseded_in_store <= a.values_superseded_in_store:
+                raise ValueError(f"accounting broken for {name}: superseded counts")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +135,31 @@ class Accounting:
                     r = a.reports_quarantined_by_check.get(c, 0)
                     v = a.values_quarantined_by_check.get(c, 0)
                     lines.append(f"  {c:<20} {r:>8} / {v:>8}")
+        for name, a in sorted(self.sources.items()):
+            if a.values_superseded_in_store:
+                lines.append(
+                    f"superseded_in_store in {name} (earlier runs' rows replaced by corrections"
+                    f" of this run): reports {a.reports_superseded_in_store} / values "
+                    f"{a.values_superseded_in_store}"
+                )
         if self.file_errors:
             lines.append("file errors:")
             lines.extend(f"  [{e.source}] {e.path}: {e.error}" for e in self.file_errors)
         return "\n".join(lines)
+
+
+def store_totals(store: Path) -> dict[str, SourceAccount]:
+    """Every run's accounting of a store (``<store>/accounting/*.json``) added up per source:
+    compare with the rows in the store (see the module docstring for the identities)."""
+    totals: dict[str, SourceAccount] = {}
+    for path in sorted((Path(store) / "accounting").glob("*.json")):
+        for name, a in Accounting.read(path).sources.items():
+            t = totals.setdefault(name, SourceAccount())
+            for f in fields(SourceAccount):
+                mine, theirs = getattr(t, f.name), getattr(a, f.name)
+                if isinstance(mine, dict):
+                    for k, n in theirs.items():
+                        mine[k] = mine.get(k, 0) + n
+                else:
+                    setattr(t, f.name, mine + theirs)
+    return totals

@@ -13,6 +13,13 @@ and the same accounting. QC and
 writing happen in the calling process on the whole run, because duplicate and temporal checks
 need every file of the run (and the already-stored neighbours) together.
 
+Corrections across runs: a correction (CCA ...) whose original an earlier run stored moves
+that original from ``obs`` to ``superseded`` (:func:`stratocast.obs.store.retract`) before
+the run writes any new row, and the run's accounting reports it as ``superseded_in_store``;
+an original (or an older letter) arriving after its correction is quarantined as
+``corrected``. Parts of a file named by a file of this run come from an interrupted earlier
+attempt at it: they are not QC context, and are replaced.
+
 Remote inputs (``s3://``, ``http(s)://`` ...) are downloaded to a content-addressed cache first
 (:mod:`stratocast.obs.remote`) and then read like local files.
 """
@@ -38,14 +45,19 @@ from tqdm import tqdm
 from stratocast.config import ComponentConfig
 from stratocast.obs.accounting import Accounting, FileError
 from stratocast.obs.parallel import dask_client, map_ordered
-from stratocast.obs.qc import QCConfig, run_qc
+from stratocast.obs.qc import QCConfig, run_qc, superseded_in_store
 from stratocast.obs.registry import available_sources, get_source
 from stratocast.obs.remote import RemoteError, expand, fetch, is_remote
 from stratocast.obs.stations import StationCatalogue
 from stratocast.obs.store import (
+    PART,
+    ROW_KEY,
     file_hash,
     is_ingested,
-    read_observations,
+    part_key,
+    read_stored,
+    remove_rows,
+    retract,
     write_manifest,
     write_observations,
     write_quarantine,
@@ -226,17 +238,79 @@ def _run_decode(
         bar.close()
 
 
-def _context(store: Path, values: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame | None:
-    if not cfg.qc_against_store or values.empty:
-        return None
-    margin = pd.Timedelta(hours=cfg.qc.window_hours)
-    return read_observations(
+@dataclass
+class _StoreView:
+    """What the store holds around this run's values, split by what ingest does with it."""
+
+    context: pd.DataFrame  # logically stored rows the run's QC compares against
+    retracted: pd.DataFrame  # stored rows this run's corrections replace (+ superseded_by)
+    prior: pd.DataFrame  # superseded rows an interrupted attempt of one of this run's files wrote
+    own: pd.DataFrame  # obs rows an interrupted attempt of one of this run's files wrote
+    cleanup: pd.DataFrame  # obs rows already superseded but not yet removed (a crash in between)
+
+
+def _keys_of(parts: pd.Series) -> pd.Series:
+    # one Path parse per part file, not per row: a year's window holds millions of rows
+    return parts.map({p: part_key(p) for p in parts.unique()})
+
+
+def _in(rows: pd.DataFrame, other: pd.DataFrame) -> pd.Series:
+    if rows.empty or other.empty:
+        return pd.Series(False, index=rows.index)
+    keys = pd.MultiIndex.from_frame(other[ROW_KEY])
+    return pd.Series(pd.MultiIndex.from_frame(rows[ROW_KEY]).isin(keys), index=rows.index)
+
+
+def _store_view(store: Path, values: pd.DataFrame, cfg: IngestConfig, keys: set[str]) -> _StoreView:
+    """Read the stored rows of the run's stations and times (± the QC window) and sort them.
+
+    ``keys`` are the run's (shortened) file hashes: parts named by one of them come from an
+    interrupted earlier attempt at the same file, which this run rewrites, so they are neither
+    QC context nor retractable.
+    """
+    margin = pd.Timedelta(hours=cfg.qc.window_hours if cfg.qc_against_store else 0)
+    obs, gone = read_stored(
         store,
         start=values["time"].min() - margin,
         end=values["time"].max() + margin,
-        stations=values["station_id"].unique().tolist(),
+        stations=values["station_id"].dropna().unique().tolist(),
         sources=values["source"].unique().tolist(),
     )
+    own = _keys_of(obs[PART]).isin(keys)
+    retired = _in(obs, gone)
+    live = obs[~own & ~retired]
+    by = superseded_in_store(values, live)
+    hit = by.notna()
+    retracted = live[hit].assign(superseded_by=by[hit], reason="replaced by correction " + by[hit])
+    prior = gone[_keys_of(gone[PART]).isin(keys)]
+    return _StoreView(live[~hit], retracted, prior, obs[own], obs[retired & ~own])
+
+
+def _retract_all(
+    store: Path, view: _StoreView, values: pd.DataFrame, decoded: list[tuple[_Task, Decoded]]
+) -> dict[str, pd.DataFrame]:
+    """Move the stored rows this run's corrections replace out of ``obs``, before any new row
+    is written (a crash then leaves the correcting files unmanifested: the next run redoes
+    them, and the retracted rows are already in exactly one place). Returns, per source, the
+    rows moved, for the accounting."""
+    if view.retracted.empty and view.prior.empty and view.cleanup.empty:
+        return {}  # the common case: no correction of anything stored
+    file_of = values.drop_duplicates("report_id").set_index("report_id")["_file"]
+    new = view.retracted.assign(_key=view.retracted["superseded_by"].map(file_of))
+    keys = {task.key[:16]: i for i, (task, _) in enumerate(decoded)}
+    prior = view.prior.assign(_key=_keys_of(view.prior[PART]).map(keys))
+    moved: dict[str, list[pd.DataFrame]] = {}
+    for i, (task, _) in enumerate(decoded):
+        rows = pd.concat([new[new["_key"] == i], prior[prior["_key"] == i]], ignore_index=True)
+        if rows.empty:
+            continue
+        # prior rows go back into the superseded part this replaces, or they would be lost
+        rows = rows.drop_duplicates(ROW_KEY)
+        retract(store, task.source, task.key, rows, new.loc[new["_key"] == i, PART].tolist())
+        moved.setdefault(task.source, []).append(rows)
+    # rows already in superseded but still in an obs part: a crash between retract's steps
+    remove_rows(view.cleanup[PART].tolist(), view.cleanup)
+    return {k: pd.concat(v, ignore_index=True) for k, v in moved.items()}
 
 
 def ingest(
@@ -271,10 +345,18 @@ def ingest(
 
     frames = [d.values for _, d in decoded]
     values = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    moved: dict[str, pd.DataFrame] = {}
+    own = pd.DataFrame(columns=[PART])
     if not values.empty:
         if progress:  # QC is one vectorised pass: a message, not a bar
             print(f"quality control on {len(values):,} values ...", flush=True)
-        values = run_qc(values, cfg.qc, _context(store, values, cfg))
+        view = _store_view(store, values, cfg, {t.key[:16] for t, _ in decoded})
+        context = view.context if cfg.qc_against_store else None
+        values = run_qc(values, cfg.qc, context, stored=view.context)
+        moved = _retract_all(store, view, values, decoded)
+        own = view.own
+        for source, rows in moved.items():
+            _account_superseded(acc, source, rows, view.context)
 
     # One pass to split the run's table by input file (a boolean mask per file would scan
     # every row once per file: quadratic in a year of files).
@@ -283,7 +365,11 @@ def ingest(
         rows = by_file.get(i, values.iloc[:0])
         bad = rows["check"].notna() if not rows.empty else pd.Series(dtype=bool)
         good_rows, bad_rows = rows[~bad], rows[bad]
-        write_observations(store, task.source, task.key, good_rows)
+        written = write_observations(store, task.source, task.key, good_rows)
+        # an interrupted attempt's part for a date that now has no stored row
+        stale = own.loc[_keys_of(own[PART]) == task.key[:16], PART].map(Path)
+        for part in set(stale) - set(written):
+            part.unlink(missing_ok=True)
         quarantine = (
             pd.concat([bad_rows, d.rejected], ignore_index=True) if len(bad_rows) else (d.rejected)
         )
@@ -306,6 +392,16 @@ def ingest(
     acc.verify()
     acc.write(store / "accounting" / f"{acc.run_id}.json")
     return acc
+
+
+def _account_superseded(
+    acc: Accounting, source: str, rows: pd.DataFrame, remaining: pd.DataFrame
+) -> None:
+    """Count stored values this run moved to ``superseded``, and the reports left with none."""
+    a = acc.source(source)
+    a.values_superseded_in_store += len(rows)
+    still = set(remaining.loc[remaining["source"] == source, "report_id"])
+    a.reports_superseded_in_store += len(set(rows["report_id"]) - still)
 
 
 def _account(

@@ -7,15 +7,17 @@ reported once, under its most basic fault:
 2. ``consistency``: dewpoint above temperature by more than ``dewpoint_tolerance`` (the
    dewpoint is quarantined); calm wind (0 m/s) with a direction other than 0, or a non-zero
    speed with direction 0, the WMO calm code (the direction is quarantined).
-3. ``duplicate``: same station, time, variable and value as an earlier row (of this run or of
+3. ``corrected``: replaced by a correction (CCA, CCB ...) of the same report, in this run or
+   already stored (:func:`check_corrections`).
+4. ``duplicate``: same station, time, variable and value as an earlier row (of this run or of
    the store context): the first is kept, later copies are quarantined.
-4. ``spike``: a value that jumps away from both neighbours (same station and variable, each
+5. ``spike``: a value that jumps away from both neighbours (same station and variable, each
    within ``window_hours``) by more than ``spike_max[var]`` in the same direction.
-5. ``step``: after spikes are removed, a change larger than ``step_max[var]`` from the previous
+6. ``step``: after spikes are removed, a change larger than ``step_max[var]`` from the previous
    value within ``window_hours``; the later value is quarantined.
-6. ``buddy`` (only with ``QCConfig.buddy``, off by default): far from the robust mean of
+7. ``buddy`` (only with ``QCConfig.buddy``, off by default): far from the robust mean of
    neighbouring stations at the same time (:mod:`stratocast.obs.buddy`).
-7. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
+8. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
 
 Default thresholds (state them, change them in config): spike t2m 8 K, d2m 10 K, msl/sp
 800 Pa; step over <= 6 h: t2m/d2m 15 K, msl/sp 2000 Pa. They are deliberately loose: frontal
@@ -138,27 +140,85 @@ def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
 _CORRECTION = r":(?:CC|AA)([A-Z])$"
 
 
-def check_corrections(df: pd.DataFrame) -> None:
-    """A correction replaces the report it corrects: same station, time and variable.
+def correction_rank(report_id: pd.Series) -> pd.Series:
+    """0 for an original report, 1 for CCA/AAA, 2 for CCB/AAB ... (float, aligned)."""
+    letter = report_id.astype(str).str.extract(_CORRECTION, expand=False)
+    if letter.isna().all():  # the common case: no correction at all, skip the mapping
+        return pd.Series(0.0, index=report_id.index)
+    cat = letter.astype("category")
+    ranks = {c: float(ord(c) - ord("A") + 1) for c in cat.cat.categories}
+    return cat.map(ranks).astype(float).fillna(0.0)
+
+
+def _correction_key(*frames: pd.DataFrame) -> list[str]:
+    # a SYNOP correction says nothing about a METAR of the same station: match within a source
+    key = ["station_id", "time", "variable"]
+    return ["source", *key] if all("source" in f for f in frames) else key
+
+
+def _best_corrections(frames: list[tuple[pd.DataFrame, str]], key: list[str]) -> pd.DataFrame:
+    """Per key, the highest-ranked correction among ``frames`` (rows, label suffix): columns
+    key + ``_rank`` + ``_by`` (the correcting report id). Originals (rank 0) are left out."""
+    parts = []
+    for f, suffix in frames:
+        rank = correction_rank(f["report_id"])
+        hit = rank > 0
+        if hit.any():
+            by = f.loc[hit, "report_id"].astype(str) + suffix
+            parts.append(f.loc[hit, key].assign(_rank=rank[hit], _by=by))
+    if not parts:
+        return pd.DataFrame(columns=[*key, "_rank", "_by"])
+    both = pd.concat(parts, ignore_index=True).sort_values("_rank", kind="stable")
+    return both.drop_duplicates(key, keep="last")
+
+
+def _outranked(
+    rows: pd.DataFrame, best: pd.DataFrame, key: list[str]
+) -> tuple[np.ndarray, pd.Series]:
+    """Which ``rows`` a better-ranked correction in ``best`` replaces, and by which report."""
+    if best.empty or rows.empty:
+        return np.zeros(len(rows), dtype=bool), pd.Series(None, index=rows.index, dtype=object)
+    m = rows[key].merge(best, on=key, how="left")  # a left merge keeps the row order
+    hit = (correction_rank(rows["report_id"]).to_numpy() < m["_rank"].to_numpy()) & m[
+        "_rank"
+    ].notna().to_numpy()
+    return hit, pd.Series(m["_by"].to_numpy(), index=rows.index)
+
+
+def superseded_in_store(df: pd.DataFrame, stored: pd.DataFrame) -> pd.Series:
+    """Stored rows that a correction among the new rows ``df`` replaces.
+
+    Returns, aligned with ``stored``, the report id of the replacing correction, or None. Every
+    new correction counts, even one of whose values QC later quarantines: the correction says
+    the original is wrong whatever is wrong with the correction itself (as within a run).
+    """
+    out = pd.Series(None, index=stored.index, dtype=object)
+    if df.empty or stored.empty or "report_id" not in df:
+        return out
+    key = _correction_key(df, stored)
+    hit, by = _outranked(stored, _best_corrections([(df, "")], key), key)
+    return pd.Series(np.where(hit, by.to_numpy(dtype=object), None), index=out.index, dtype=object)
+
+
+def check_corrections(df: pd.DataFrame, stored: pd.DataFrame | None = None) -> None:
+    """A correction replaces the report it corrects: same source, station, time and variable.
 
     The original and any earlier correction letter (CCA before CCB) are quarantined with
-    check ``corrected``; only the latest version stays. Runs before the duplicate check, so a
-    correction that repeats the original value keeps the correction, not the original.
+    check ``corrected`` and a reason naming the replacing report; only the latest version
+    stays. ``stored`` (rows already in the store, with report_id) takes part: a late original,
+    or a CCA after the CCB was stored, is quarantined here; the reverse case, a new correction
+    replacing a stored row, is :func:`superseded_in_store` (ingest moves that row out of the
+    store). Runs before the duplicate check, so a correction that repeats the original value
+    keeps the correction, not the original.
     """
     if "report_id" not in df:  # callers without provenance cannot carry corrections
         return
-    letter = df["report_id"].astype(str).str.extract(_CORRECTION, expand=False)
-    if letter.isna().all():
-        return
-    rank = letter.map(lambda c: ord(c) - ord("A") + 1 if isinstance(c, str) else 0)
-    best = rank.groupby([df["station_id"], df["time"], df["variable"]]).transform("max")
-    superseded = (rank < best).to_numpy()
-    _flag(
-        df,
-        superseded,
-        "corrected",
-        lambda r: "replaced by a later correction (" + _fmt(best[r.index].astype(float)) + ")",
-    )
+    frames = [(df, "")]
+    if stored is not None and len(stored) and "report_id" in stored:
+        frames.append((stored, " (stored)"))
+    key = _correction_key(*(f for f, _ in frames))
+    hit, by = _outranked(df, _best_corrections(frames, key), key)
+    _flag(df, hit, "corrected", lambda r: "replaced by correction " + by[r.index])
 
 
 def check_duplicates(df: pd.DataFrame, context: pd.DataFrame | None) -> None:
@@ -254,12 +314,19 @@ def propagate_derived(df: pd.DataFrame) -> None:
                 _flag(df, mask, "derived", f"derived from quarantined {name}")
 
 
-def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None) -> pd.DataFrame:
+def run_qc(
+    df: pd.DataFrame,
+    cfg: QCConfig,
+    context: pd.DataFrame | None = None,
+    stored: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Fill ``check``/``reason`` for failing rows of ``df`` (a copy is returned).
 
     ``df`` needs station_id, time, variable, value, report_key, check, reason (check/reason
     may carry decode-time flags). ``context`` has station_id, time, variable, value of rows
-    already accepted earlier.
+    already accepted earlier (duplicate and temporal checks); ``stored`` (default: context)
+    those rows with source and report_id, for corrections against the store. Callers leave
+    out of both the stored rows this run's corrections retract (:func:`superseded_in_store`).
     """
     out = df.copy()
     if out.empty:
@@ -267,7 +334,7 @@ def run_qc(df: pd.DataFrame, cfg: QCConfig, context: pd.DataFrame | None = None)
     out.index = pd.RangeIndex(len(out))
     check_range(out)
     check_consistency(out, cfg.dewpoint_tolerance)
-    check_corrections(out)
+    check_corrections(out, context if stored is None else stored)
     check_duplicates(out, context)
     check_temporal(out, cfg, context)
     if cfg.buddy:

@@ -4,6 +4,7 @@ Layout (docs/design.md)::
 
     <store>/obs/source=<src>/date=<YYYY-MM-DD>/part-<filehash>.parquet
     <store>/quarantine/source=<src>/date=<YYYY-MM-DD|undated>/part-<filehash>.parquet
+    <store>/superseded/source=<src>/date=<YYYY-MM-DD>/part-<filehash>.parquet
     <store>/manifest/<src>/<filehash>.json      one per ingested input file
     <store>/accounting/<run-id>.json            one per ingest run
 
@@ -11,6 +12,20 @@ Part files are named by the SHA-256 of the input file's content, so writing the 
 twice overwrites rather than appends, and the manifest (written last) lets ingest skip it
 outright: re-ingesting is idempotent. ``source`` and ``date`` live only in the partition path
 (pyarrow adds them back on read); the files hold the remaining columns.
+
+Retraction (a correction arriving in a later run than the report it corrects): the stored
+original rows move from ``obs`` to ``superseded`` (part named by the *correcting* file's hash)
+in two steps, each one atomic rename per partition file (:func:`retract`):
+
+1. write the superseded part(s): this is the commit point. From here on
+   :func:`read_observations` hides the rows (it anti-joins ``obs`` with ``superseded`` on
+   source, station, time, variable and report id), so they are logically in one place only;
+2. rewrite each affected ``obs`` part without the rows (or delete it when nothing is left).
+
+A crash before 1 leaves the rows stored (the correcting file has no manifest, so the next run
+redoes everything); a crash between 1 and 2 leaves them physically in both trees but visible
+only as superseded, and the next ingest of an overlapping time window finishes step 2. Rows
+are never absent from both. One ingest at a time per store (no locking).
 """
 
 from __future__ import annotations
@@ -45,6 +60,13 @@ OBS_SCHEMA = pa.schema(
 QUARANTINE_SCHEMA = pa.schema(
     [*OBS_SCHEMA, ("reason", pa.string()), ("check", pa.string()), ("raw", pa.string())]
 )
+SUPERSEDED_SCHEMA = pa.schema(
+    [*OBS_SCHEMA, ("reason", pa.string()), ("check", pa.string()), ("superseded_by", pa.string())]
+)
+SUPERSEDED = "superseded"  # the check name of retracted rows
+# what identifies one stored value across trees (report_id alone repeats per variable)
+ROW_KEY = ["source", "station_id", "time", "variable", "report_id"]
+PART = "_part"  # column added by read_stored: the Parquet file a row lives in
 _PARTITIONING = ds.partitioning(
     pa.schema([("source", pa.string()), ("date", pa.string())]), flavor="hive"
 )
@@ -94,6 +116,11 @@ def write_quarantine(store: Path, source: str, key: str, df: pd.DataFrame) -> li
     return _write_partitioned(df, Path(store) / "quarantine", source, key, QUARANTINE_SCHEMA)
 
 
+def part_key(path: str | Path) -> str:
+    """The (shortened) input-file hash a part file is named by."""
+    return Path(path).stem.removeprefix("part-")
+
+
 def manifest_path(store: Path, source: str, key: str) -> Path:
     return Path(store) / "manifest" / source / f"{key}.json"
 
@@ -123,9 +150,11 @@ def _read(
     end: datetime | str | None,
     stations: Iterable[str] | None,
     sources: Iterable[str] | None,
+    with_part: bool = False,
 ) -> pd.DataFrame:
     if not root.is_dir():
-        return schema.empty_table().to_pandas()
+        empty = schema.empty_table().to_pandas()
+        return empty.assign(**{PART: pd.Series(dtype=object)}) if with_part else empty
     dataset = ds.dataset(root, format="parquet", partitioning=_PARTITIONING)
     expr = None
 
@@ -148,8 +177,19 @@ def _read(
         e = _utc(end)
         _and(pc.field("date") <= e.strftime("%Y-%m-%d"))
         _and(pc.field("time") <= pa.scalar(e.to_pydatetime(), pa.timestamp("us", tz="UTC")))
-    table = dataset.to_table(columns=schema.names, filter=expr)
-    return table.cast(schema).to_pandas()
+    columns = [*schema.names, "__filename"] if with_part else schema.names
+    table = dataset.to_table(columns=columns, filter=expr)
+    if not with_part:
+        return table.cast(schema).to_pandas()
+    parts = table.column("__filename").to_pandas()
+    return table.drop_columns("__filename").cast(schema).to_pandas().assign(**{PART: parts})
+
+
+def _hide_superseded(obs: pd.DataFrame, gone: pd.DataFrame) -> pd.DataFrame:
+    if obs.empty or gone.empty:
+        return obs
+    keys = pd.MultiIndex.from_frame(gone[ROW_KEY])
+    return obs[~pd.MultiIndex.from_frame(obs[ROW_KEY]).isin(keys)].reset_index(drop=True)
 
 
 def read_observations(
@@ -160,8 +200,84 @@ def read_observations(
     stations: Iterable[str] | None = None,
     sources: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Stored observations (long format, OBS_SCHEMA columns), filtered; bounds inclusive."""
-    return _read(Path(store) / "obs", OBS_SCHEMA, variables, start, end, stations, sources)
+    """Stored observations (long format, OBS_SCHEMA columns), filtered; bounds inclusive.
+
+    Rows retracted by a later correction are left out even while a crashed run has not yet
+    removed them from their ``obs`` part (see the module docstring).
+    """
+    args = (variables, start, end, stations, sources)
+    obs = _read(Path(store) / "obs", OBS_SCHEMA, *args)
+    return _hide_superseded(obs, _read(Path(store) / SUPERSEDED, SUPERSEDED_SCHEMA, *args))
+
+
+def read_superseded(
+    store: Path | str,
+    variables: Iterable[str] | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    stations: Iterable[str] | None = None,
+    sources: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Rows once stored, retracted by a correction ingested later (``superseded_by``)."""
+    args = (variables, start, end, stations, sources)
+    return _read(Path(store) / SUPERSEDED, SUPERSEDED_SCHEMA, *args)
+
+
+def read_stored(
+    store: Path | str,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    stations: Iterable[str] | None,
+    sources: Iterable[str] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For ingest: the physical ``obs`` rows and the ``superseded`` rows of a window, each
+    with the part file it lives in (column ``_part``), nothing hidden."""
+    args = (None, start, end, stations, sources)
+    obs = _read(Path(store) / "obs", OBS_SCHEMA, *args, with_part=True)
+    gone = _read(Path(store) / SUPERSEDED, SUPERSEDED_SCHEMA, *args, with_part=True)
+    return obs, gone
+
+
+def remove_rows(parts: Iterable[str], rows: pd.DataFrame) -> None:
+    """Rewrite each ``obs`` part file without ``rows`` (matched on ROW_KEY); atomic per file.
+
+    ``source`` is not stored in the files (it is the partition), so it is matched on the
+    rest of the key: a part file belongs to one source.
+    """
+    key = [k for k in ROW_KEY if k != "source"]
+    drop = pd.MultiIndex.from_frame(rows[key])
+    for part in sorted(set(parts)):
+        path = Path(part)
+        if not path.is_file():  # a finished earlier cleanup
+            continue
+        table = pq.read_table(path)
+        df = table.to_pandas()
+        keep = ~pd.MultiIndex.from_frame(df[key]).isin(drop)
+        if keep.all():
+            continue
+        if not keep.any():
+            path.unlink()  # an empty part file would only cost an open on every read
+            continue
+        _atomic_write_table(
+            pa.Table.from_pandas(df[keep], schema=table.schema, preserve_index=False), path
+        )
+
+
+def retract(
+    store: Path, source: str, key: str, rows: pd.DataFrame, obs_parts: Iterable[str]
+) -> None:
+    """Move stored ``rows`` (with ``reason``, ``superseded_by``) of ``source`` out of the
+    ``obs`` parts ``obs_parts`` into ``superseded`` under the correcting file ``key``.
+
+    Superseded first (the commit point), then the ``obs`` parts: see the module docstring.
+    ``rows`` must be *all* the rows ``key`` retracts in their dates, including those an
+    interrupted earlier attempt already moved: the superseded part of a date is replaced.
+    """
+    if rows.empty:
+        return
+    out = rows.assign(check=SUPERSEDED)
+    _write_partitioned(out, Path(store) / SUPERSEDED, source, key, SUPERSEDED_SCHEMA)
+    remove_rows(obs_parts, rows)
 
 
 def read_quarantine(
