@@ -59,6 +59,7 @@ def test_dwd_against_bufr_dump() -> None:
     assert not r.flags
     # subset 1 (10033): wind sensor at 32 m -> decoded but flagged, u/v flagged with it
     r1 = recs["dwd_synop_20210516T12.bufr:1:1"]
+    assert isinstance(r1, Report)
     assert r1.flags["ws10"][0] == "sensor_height" and "32 m" in r1.flags["ws10"][1]
     assert r1.flags["u10"][0] == "derived"
     assert "t2m" not in r1.values  # airTemperature=MISSING
@@ -138,6 +139,7 @@ def test_compressed_and_corrupt_message(tmp_path: Path) -> None:
 def test_wigos_ids_and_non_synop() -> None:
     recs = list(SynopBufrSource().read(BUFR / "synop_wigos.bufr"))
     assert [r.station_id for r in recs] == ["0-705-0-1931", "0-705-0-1932", "0-705-0-1933"]
+    assert isinstance(recs[0], Report)
     assert recs[0].values["t2m"] == pytest.approx(280.15) and recs[0].values[
         "ws10"
     ] == pytest.approx(8.2)
@@ -145,3 +147,92 @@ def test_wigos_ids_and_non_synop() -> None:
     assert isinstance(inv, Rejection) and inv.check == "no_station_id"
     temp = list(SynopBufrSource().read(BUFR / "temp_small.bufr"))
     assert all(isinstance(r, Rejection) and r.check == "not_synop" for r in temp)
+
+
+def _eccodes_keys(path: Path, keys: list[str]) -> list[dict[str, float | None]]:
+    """Per message, the first occurrence of each key, read with ecCodes key by key."""
+    out = []
+    with open(path, "rb") as f:
+        while (h := eccodes.codes_bufr_new_from_file(f)) is not None:
+            try:
+                eccodes.codes_set(h, "unpack", 1)
+                row: dict[str, float | None] = {}
+                for k in keys:
+                    try:
+                        v = float(eccodes.codes_get_array(h, k)[0])
+                    except eccodes.KeyValueNotFoundError:
+                        v = None
+                    missing = (eccodes.CODES_MISSING_DOUBLE, eccodes.CODES_MISSING_LONG)
+                    row[k] = None if v is None or v in missing else v
+                out.append(row)
+            finally:
+                eccodes.codes_release(h)
+    return out
+
+
+@needs_data
+def test_ecmwf_bufr3_local_section_against_eccodes_keys() -> None:
+    path = BUFR / "obs_3day.bufr"
+    keys = [
+        "blockNumber",
+        "stationNumber",
+        "localLatitude",
+        "localLongitude",
+        "airTemperatureAt2M",
+        "dewpointTemperatureAt2M",
+        "windSpeedAt10M",
+        "windDirectionAt10M",
+        "pressureReducedToMeanSeaLevel",
+    ]
+    expect = _eccodes_keys(path, keys)
+    recs = list(SynopBufrSource().read(path))
+    reports = [r for r in recs if isinstance(r, Report)]
+    rejections = [r for r in recs if isinstance(r, Rejection)]
+    assert len(expect) == 50 == len(reports) + len(rejections)  # one subset per message
+    # messages 46 and 47 (06252, 06310) carry no 2 m / 10 m / msl value at all
+    assert [(r.report_id, r.check) for r in rejections] == [
+        ("obs_3day.bufr:46:1", "no_data"),
+        ("obs_3day.bufr:47:1", "no_data"),
+    ]
+    var = dict(zip(keys[4:], ["t2m", "d2m", "ws10", "wd10", "msl"], strict=True))
+    assert all(expect[i][k] is None for i in (45, 46) for k in var)
+    for r in reports:
+        e = expect[int(r.report_id.split(":")[1]) - 1]
+        block, station = e["blockNumber"], e["stationNumber"]
+        assert block is not None and station is not None
+        assert r.station_id == f"{int(block):02d}{int(station):03d}"
+        # the ECMWF local section repeats the position: it must agree with the data
+        assert (r.lat, r.lon) == pytest.approx((e["localLatitude"], e["localLongitude"]), abs=1e-5)
+        assert r.time == datetime(2017, 4, 25, 12, 0, tzinfo=UTC)
+        for key, v in var.items():
+            if e[key] is None:
+                assert v not in r.values
+            else:
+                assert r.values[v] == pytest.approx(e[key])
+
+
+@needs_data
+def test_radiation_synop_against_eccodes_keys() -> None:
+    path = BUFR / "synop_radiation.bufr"
+    keys = [
+        "airTemperature",
+        "dewpointTemperature",
+        "windSpeed",
+        "windDirection",
+        "pressureReducedToMeanSeaLevel",
+        "nonCoordinatePressure",
+    ]
+    expect = _eccodes_keys(path, keys)
+    recs = list(SynopBufrSource().read(path))
+    assert len(recs) == len(expect) == 2 and all(isinstance(r, Report) for r in recs)
+    var = dict(zip(keys, ["t2m", "d2m", "ws10", "wd10", "msl", "sp"], strict=True))
+    for r, e in zip(recs, expect, strict=True):
+        assert isinstance(r, Report)
+        for key, v in var.items():
+            if e[key] is None:
+                assert v not in r.values or r.flags.get(v, ("",))[0] == "derived"
+            else:
+                assert r.values[v] == pytest.approx(e[key])
+    # hand-checked from bufr_dump -p: message 2 is Lisbon (0-620-2001-08579), t2m at 1.5 m
+    assert isinstance(recs[1], Report) and recs[1].station_id == "0-620-2001-08579"
+    assert recs[1].values["t2m"] == pytest.approx(283.65) and recs[1].values["wd10"] == 246

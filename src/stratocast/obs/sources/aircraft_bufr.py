@@ -23,7 +23,7 @@ from typing import Any
 
 from stratocast.obs.base import Record, Rejection, Report
 from stratocast.obs.harmonise import wind_components
-from stratocast.obs.lexicon import LexiconEntry, identity
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.sources.temp_bufr import (
     STANDARD_LEVELS,
     Subset,
@@ -52,7 +52,7 @@ def pressure_from_flight_level(height: float) -> float:
 
 
 LEXICON: dict[str, LexiconEntry] = {
-    k: LexiconEntry(k, unit, f"{var}{lev}", identity)
+    k: LexiconEntry(k, unit, f"{var}{lev}")
     for lev in STANDARD_LEVELS.values()
     for k, unit, var in [
         (f"airTemperature@{lev}hPa", "K", "t"),
@@ -60,6 +60,7 @@ LEXICON: dict[str, LexiconEntry] = {
         (f"windSpeed+windDirection@{lev}hPa (northward)", "m s-1", "v"),
     ]
 }
+validate_lexicon("aircraft_bufr", LEXICON)
 
 _ID_KEYS = ("aircraftRegistrationNumberOrOtherIdentification", "aircraftFlightNumber")
 

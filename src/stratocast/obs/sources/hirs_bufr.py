@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from stratocast.obs.base import Record, Rejection, Report
 from stratocast.obs.bufr_file import bufr_messages, open_handle
-from stratocast.obs.lexicon import LexiconEntry, identity
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import StationCatalogue
 
 N_CHANNELS = 19  # infrared channels with a brightness temperature
@@ -42,9 +42,10 @@ _BT = "brightnessTemperature"
 _CHANNEL_QC = "channelQualityFlagsForAtovs"
 
 LEXICON: dict[str, LexiconEntry] = {
-    f"{_BT}[channel {c}]": LexiconEntry(f"{_BT}[channel {c}]", "K", f"hirs_bt{c:02d}", identity)
+    f"{_BT}[channel {c}]": LexiconEntry(f"{_BT}[channel {c}]", "K", f"hirs_bt{c:02d}")
     for c in range(1, N_CHANNELS + 1)
 }
+validate_lexicon("hirs_bufr", LEXICON)
 
 # WMO common code table C-5 (satellite identifier) for the MetOp series
 SATELLITES = {3: "metop-b", 4: "metop-a", 5: "metop-c"}

@@ -13,7 +13,8 @@ Every field is at most 5 characters wide in a 6-wide column, so fields are alway
 by blanks and splitting on whitespace reads exactly the fixed-width fields; a line whose split
 does not give 12 integers (a blank field, two fields run together, a stray character) is a
 Rejection (``malformed_line``) naming ``file:line``. The integers of all good lines are
-converted in one numpy call and scaled per column; only Report construction is per line.
+converted in one numpy call and scaled per column with the Pint-derived converter of the
+column's native unit (the lexicon); only Report construction is per line.
 
 Decoded: t2m, d2m (K), msl (Pa), wd10 (degree), ws10 (m/s) and, from them, u10/v10 and rh2m
 (:func:`stratocast.obs.harmonise.derive`). Sky cover and precipitation have no canonical
@@ -43,7 +44,6 @@ decompressed (truncated, corrupt) or whose name is not ``USAF-WBAN-YEAR[.gz]`` r
 
 from __future__ import annotations
 
-import functools
 import gzip
 import re
 import zlib
@@ -58,8 +58,9 @@ from numpy.typing import NDArray
 from stratocast.obs.base import Record, Rejection, Report, SourceFileError
 from stratocast.obs.harmonise import derive
 from stratocast.obs.isd_history import cached_isd_catalogue
-from stratocast.obs.lexicon import HPA, ZERO_C, LexiconEntry
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
+from stratocast.vocab.units import Affine, to_canonical
 from stratocast.vocab.variables import VARIABLES
 
 MISSING = -9999
@@ -67,27 +68,26 @@ N_FIELDS = 12
 _NAME = re.compile(r"(?P<usaf>[0-9A-Z]{6})-(?P<wban>\d{5})-(?P<year>\d{4})(?:\.gz)?")
 _GZIP_MAGIC = b"\x1f\x8b"
 
-# column -> (native name, native unit, canonical variable, divisor, multiplier, offset):
-# SI = raw / divisor * multiplier + offset. Dividing by 10 (rather than multiplying by 0.1)
-# keeps tenths exact where they can be (-35 -> -3.5, 10296 -> 102960.0 Pa).
-_SCALING: dict[int, tuple[str, str, str, float, float, float]] = {
-    4: ("air temperature", "0.1 degC", "t2m", 10.0, 1.0, ZERO_C),
-    5: ("dew point temperature", "0.1 degC", "d2m", 10.0, 1.0, ZERO_C),
-    6: ("sea level pressure", "0.1 hPa", "msl", 10.0, HPA, 0.0),
-    7: ("wind direction", "degree", "wd10", 1.0, 1.0, 0.0),
-    8: ("wind speed rate", "0.1 m s-1", "ws10", 10.0, 1.0, 0.0),
+# column -> (native name, native unit as the format document states it, canonical variable)
+_COLUMNS: dict[int, tuple[str, str, str]] = {
+    4: ("air temperature", "0.1 degC", "t2m"),
+    5: ("dew point temperature", "0.1 degC", "d2m"),
+    6: ("sea level pressure", "0.1 hPa", "msl"),
+    7: ("wind direction", "degree", "wd10"),
+    8: ("wind speed rate", "0.1 m s-1", "ws10"),
 }
 _WD, _WS = 7, 8
-_VARS = tuple(var for _, _, var, _, _, _ in _SCALING.values())
-
-
-def _linear(divisor: float, multiplier: float, offset: float, x: float) -> float:
-    return x / divisor * multiplier + offset
-
+_VARS = tuple(var for _, _, var in _COLUMNS.values())
 
 LEXICON: dict[str, LexiconEntry] = {
-    native: LexiconEntry(native, unit, var, functools.partial(_linear, div, mul, off))
-    for native, unit, var, div, mul, off in _SCALING.values()
+    native: LexiconEntry(native, unit, var) for native, unit, var in _COLUMNS.values()
+}
+validate_lexicon("isd_lite", LEXICON)
+
+# column -> Pint-derived affine converter, applied to whole columns at once. Tenths come out
+# as a division by 10 (-35 -> -3.5 exactly), as the Affine keeps 1/n scales as divisors.
+_CONVERT: dict[int, Affine] = {
+    col: to_canonical(unit, var) for col, (_, unit, var) in _COLUMNS.items()
 }
 
 
@@ -261,7 +261,7 @@ class IsdLiteSource:
                     where, "no_data", "every decoded field is missing (-9999)", raw, station_id, t
                 )
                 continue
-            derive(values)
+            derive(values, elevation=station.elevation)
             flags = _NO_FLAGS
             if values.get("rh2m", 0.0) > _RH_MAX:
                 flags = {"rh2m": _supersaturated(values)}
@@ -292,11 +292,12 @@ class IsdLiteSource:
         """Per good line, the SI values in ``_VARS`` order (NaN where missing), calms resolved."""
         wd, ws = ints[:, _WD], ints[:, _WS]
         calm = ((wd == 0) & ((ws == 0) | (ws == MISSING))) | ((wd == MISSING) & (ws == 0))
-        out = np.empty((len(ints), len(_SCALING)), dtype=np.float64)
-        for j, (col, (_, _, _, div, mul, off)) in enumerate(_SCALING.items()):
+        out = np.empty((len(ints), len(_CONVERT)), dtype=np.float64)
+        for j, (col, convert) in enumerate(_CONVERT.items()):
             raw = ints[:, col]
+            si = convert(raw.astype(np.float64))
             # rounding drops binary noise of the scaling (-3.5 + 273.15 -> 269.65, not ...004)
-            out[:, j] = np.where(raw == MISSING, np.nan, np.round(raw / div * mul + off, 4))
+            out[:, j] = np.where(raw == MISSING, np.nan, np.round(si, 4))
             if col in (_WD, _WS):
                 out[calm, j] = 0.0
         rows: list[list[float]] = out.tolist()

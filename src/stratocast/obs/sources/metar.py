@@ -36,32 +36,38 @@ from pathlib import Path
 
 from stratocast.obs.base import Record, Rejection, Report, SourceFileError, utc_reference
 from stratocast.obs.harmonise import derive
-from stratocast.obs.lexicon import (
-    HPA,
-    INHG,
-    KMH,
-    KNOT,
-    ZERO_C,
-    LexiconEntry,
-    celsius_to_kelvin,
-    hpa_to_pa,
-    identity,
-    inhg_to_pa,
-    knots_to_ms,
-)
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
+from stratocast.vocab.units import Affine, to_canonical
 
 LEXICON: dict[str, LexiconEntry] = {
-    "TT": LexiconEntry("TT (temperature group / RMK T-group)", "degC", "t2m", celsius_to_kelvin),
-    "TdTd": LexiconEntry("TdTd (dewpoint group / RMK T-group)", "degC", "d2m", celsius_to_kelvin),
-    "ff": LexiconEntry("ff (wind speed, KT|MPS|KMH)", "kt", "ws10", knots_to_ms),
-    "ddd": LexiconEntry("ddd (wind direction)", "degree", "wd10", identity),
-    "SLP": LexiconEntry("RMK SLPppp", "hPa", "msl", hpa_to_pa),
-    "QNH_A": LexiconEntry("Annnn altimeter setting (QNH as msl)", "inHg", "msl", inhg_to_pa),
-    "QNH_Q": LexiconEntry("Qnnnn altimeter setting (QNH as msl)", "hPa", "msl", hpa_to_pa),
+    "TT": LexiconEntry("TT (temperature group)", "degC", "t2m"),
+    "TdTd": LexiconEntry("TdTd (dewpoint group)", "degC", "d2m"),
+    "TsTTT": LexiconEntry("RMK T-group TsnTTT (temperature)", "0.1 degC", "t2m"),
+    "TsTdTdTd": LexiconEntry("RMK T-group TsnTdTdTd (dewpoint)", "0.1 degC", "d2m"),
+    "ff_KT": LexiconEntry("ff (wind speed, KT)", "kt", "ws10"),
+    "ff_MPS": LexiconEntry("ff (wind speed, MPS)", "m/s", "ws10"),
+    "ff_KMH": LexiconEntry("ff (wind speed, KMH)", "km/h", "ws10"),
+    "ddd": LexiconEntry("ddd (wind direction)", "degree", "wd10"),
+    "SLP": LexiconEntry("RMK SLPppp", "0.1 hPa", "msl"),
+    "QNH_A": LexiconEntry("Annnn altimeter setting (QNH as msl)", "0.01 inHg", "msl"),
+    "QNH_Q": LexiconEntry("Qnnnn altimeter setting (QNH as msl)", "hPa", "msl"),
 }
+validate_lexicon("metar", LEXICON)
 
-_SPEED_FACTOR = {"KT": KNOT, "MPS": 1.0, "KMH": KMH}
+
+def _si(key: str) -> Affine:
+    entry = LEXICON[key]
+    return to_canonical(entry.unit, entry.variable)
+
+
+# The decode loop applies these Pint-derived factors inline: a multiply-add per value, no call.
+_SPEED_FACTOR = {u: _si(f"ff_{u}").factor for u in ("KT", "MPS", "KMH")}
+ZERO_C = _si("TT").offset  # 273.15 K at 0 °C; the scale of whole °C is 1
+_TENTH_C = _si("TsTTT").factor  # 0.1 K per unit of the T-group
+_SLP_TENTH = _si("SLP").factor  # Pa per 0.1 hPa
+HPA = _si("QNH_Q").factor  # Pa per hPa
+_ALTIMETER = _si("QNH_A").factor  # Pa per 0.01 inHg
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -215,16 +221,16 @@ def _decode(
                 if "msl" not in values:
                     tenths = int(slp)
                     # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
-                    hpa = 1000.0 + tenths / 10 if tenths < 500 else 900.0 + tenths / 10
-                    values["msl"] = hpa * HPA
+                    tenths += 10000 if tenths < 500 else 9000
+                    values["msl"] = tenths * _SLP_TENTH
             elif not tgroup:  # 0.1 °C precision beats the whole-degree group
                 tgroup = True
-                values["t2m"] = (-0.1 if ts == "1" else 0.1) * int(tv) + ZERO_C
+                values["t2m"] = (-_TENTH_C if ts == "1" else _TENTH_C) * int(tv) + ZERO_C
                 if dv:
-                    values["d2m"] = (-0.1 if ds == "1" else 0.1) * int(dv) + ZERO_C
+                    values["d2m"] = (-_TENTH_C if ds == "1" else _TENTH_C) * int(dv) + ZERO_C
     if alt_num is not None:
         n = int(alt_num)
-        qnh = n / 100 * INHG if alt_kind == "A" else n * HPA
+        qnh = n * _ALTIMETER if alt_kind == "A" else n * HPA
         if "msl" not in values:
             values["msl"] = qnh
         elev = st.elevation
@@ -232,7 +238,7 @@ def _decode(
             values["sp"] = _station_pressure(qnh, elev)
     if not values:
         return Rejection(report_id, "no_data", "no decodable weather group", text, station, t)
-    derive(values)
+    derive(values, elevation=st.elevation)
     return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text)
 
 

@@ -22,7 +22,9 @@ their layout is standard, but carry no canonical variable and are not decoded):
   ``4PPPP``; it is told apart by its first digit: ``0``/``9`` is pressure, ``1 2 5 7 8`` (code
   table 0264) is geopotential and is skipped.
 
-u10/v10, rh2m and q2m are derived with :func:`stratocast.obs.harmonise.derive`.
+u10/v10, rh2m and q2m are derived with :func:`stratocast.obs.harmonise.derive`, and msl is
+reduced from ``sp`` and ``t2m`` when ``4PPPP`` is absent and the station is at most 500 m high.
+Native units are stated in the lexicon; the factors come from Pint (:mod:`stratocast.vocab.units`).
 
 Time: day and hour come from ``AAXX YYGG``; month and year from ``reference_time`` or, failing
 that, the ``YYYYMMDDhhmmss`` stamp of a WMO file name (``A_SM..._C_EDZW_20220321120500_...``).
@@ -56,32 +58,34 @@ import pandas as pd
 
 from stratocast.obs.base import Record, Rejection, Report, SourceFileError, utc_reference
 from stratocast.obs.harmonise import derive
-from stratocast.obs.lexicon import (
-    KNOT,
-    ZERO_C,
-    LexiconEntry,
-    celsius_to_kelvin,
-    hpa_to_pa,
-    identity,
-    knots_to_ms,
-)
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
-
-
-def _percent(x: float) -> float:
-    return x / 100.0
-
+from stratocast.vocab.units import Affine, to_canonical
 
 LEXICON: dict[str, LexiconEntry] = {
-    "1snTTT": LexiconEntry("1snTTT (air temperature, 0.1 degC)", "degC", "t2m", celsius_to_kelvin),
-    "2snTdTdTd": LexiconEntry("2snTdTdTd (dewpoint, 0.1 degC)", "degC", "d2m", celsius_to_kelvin),
-    "29UUU": LexiconEntry("29UUU (relative humidity)", "%", "rh2m", _percent),
-    "3PoPoPoPo": LexiconEntry("3PoPoPoPo (station pressure)", "hPa", "sp", hpa_to_pa),
-    "4PPPP": LexiconEntry("4PPPP (MSL pressure)", "hPa", "msl", hpa_to_pa),
-    "ff_ms": LexiconEntry("ff (wind speed, iw = 0/1)", "m s-1", "ws10", identity),
-    "ff_kt": LexiconEntry("ff (wind speed, iw = 3/4)", "kt", "ws10", knots_to_ms),
-    "dd": LexiconEntry("dd (wind direction, tens of degrees)", "degree", "wd10", identity),
+    "1snTTT": LexiconEntry("1snTTT (air temperature)", "0.1 degC", "t2m"),
+    "2snTdTdTd": LexiconEntry("2snTdTdTd (dewpoint)", "0.1 degC", "d2m"),
+    "29UUU": LexiconEntry("29UUU (relative humidity)", "%", "rh2m"),
+    "3PoPoPoPo": LexiconEntry("3PoPoPoPo (station pressure)", "0.1 hPa", "sp"),
+    "4PPPP": LexiconEntry("4PPPP (MSL pressure)", "0.1 hPa", "msl"),
+    "ff_ms": LexiconEntry("ff (wind speed, iw = 0/1)", "m s-1", "ws10"),
+    "ff_kt": LexiconEntry("ff (wind speed, iw = 3/4)", "kt", "ws10"),
+    "dd": LexiconEntry("dd (wind direction)", "10 degree", "wd10"),
 }
+validate_lexicon("synop_tac", LEXICON)
+
+
+def _si(key: str) -> Affine:
+    entry = LEXICON[key]
+    return to_canonical(entry.unit, entry.variable)
+
+
+# Pint-derived converters; the signed group values are integers in the native units
+_TENTHS_C = _si("1snTTT")  # also the dewpoint's (same unit)
+_PERCENT = _si("29UUU")
+_TENTHS_HPA = _si("3PoPoPoPo").factor  # Pa per 0.1 hPa, for 3PoPoPoPo and 4PPPP alike
+_KNOT = _si("ff_kt").factor
+_DD = _si("dd").factor  # degrees per unit of dd (tens of degrees)
 
 _HEADING = re.compile(r"([A-Z]{4}\d{2})\s+([A-Z]{4})\s+(\d{6})(?:\s+([A-Z]{3}))?")
 _AAXX = re.compile(r"AAXX\s+(\d\d)(\d\d)([0-9/])")
@@ -247,13 +251,14 @@ class _Malformed(ValueError):
 
 
 def _signed_tenths(group: str, what: str) -> float | None:
+    """The signed integer sTTT of a temperature group (tenths of °C), None if missing."""
     sn, ttt = group[1], group[2:]
     if "/" in ttt or sn == "/":
         return None
     if sn not in "01":
         raise _Malformed(f"{what} group {group!r}: sign digit {sn!r} is not 0 or 1")
-    v = int(ttt) / 10.0
-    return -v if sn == "1" else v
+    v = int(ttt)
+    return float(-v if sn == "1" else v)
 
 
 def _pressure(group: str) -> float | None:
@@ -262,7 +267,7 @@ def _pressure(group: str) -> float | None:
     if "/" in p:
         return None
     tenths = int(p)
-    return (tenths + 10000 if p[0] == "0" else tenths) * 10.0  # exact: no hPa float detour
+    return (tenths + 10000 if p[0] == "0" else tenths) * _TENTHS_HPA  # exact: 10 Pa per unit
 
 
 def _wind(
@@ -278,7 +283,7 @@ def _wind(
         if extra is None or extra[:2] != "00" or "/" in extra[2:]:
             raise _Malformed(f"wind group {n_dd_ff!r}: ff=99 without a 00fff group")
         speed = float(int(extra[2:]))
-    values["ws10"] = speed * KNOT if iw in "34" else speed
+    values["ws10"] = speed * _KNOT if iw in "34" else speed
     if "/" in dd:
         return
     d = int(dd)
@@ -289,7 +294,7 @@ def _wind(
     if d == 0 and speed > 0:
         notes.append(f"wind group {n_dd_ff!r}: calm direction with non-zero speed")
         return
-    values["wd10"] = 10.0 * d
+    values["wd10"] = _DD * d
 
 
 def _section1(groups: list[str], iw: str, values: dict[str, float], notes: list[str]) -> int:
@@ -324,15 +329,15 @@ def _section1(groups: list[str], iw: str, values: dict[str, float], notes: list[
         if ind == "1":
             v = _signed_tenths(g, "air temperature")
             if v is not None:
-                values["t2m"] = round(v + ZERO_C, 2)
+                values["t2m"] = round(_TENTHS_C(v), 2)
         elif ind == "2":
             if g[1] == "9":
                 if "/" not in g[2:]:
-                    values["rh2m"] = int(g[2:]) / 100.0
+                    values["rh2m"] = _PERCENT(float(g[2:]))
             else:
                 v = _signed_tenths(g, "dewpoint")
                 if v is not None:
-                    values["d2m"] = round(v + ZERO_C, 2)
+                    values["d2m"] = round(_TENTHS_C(v), 2)
         elif ind == "3":
             p = _pressure(g)
             if p is not None:
@@ -438,6 +443,6 @@ class SynopTacSource:
                 f" ({'; '.join(notes)})" if notes else ""
             )
             return Rejection(rid, "no_data", why, raw, known.station_id, t)
-        derive(values)
         elevation = float(known.elevation)
+        derive(values, elevation=elevation)
         return Report(rid, known.station_id, known.lat, known.lon, elevation, t, values, raw)

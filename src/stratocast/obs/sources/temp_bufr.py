@@ -30,28 +30,32 @@ import eccodes
 from stratocast.obs.base import Record, Rejection, Report
 from stratocast.obs.bufr_file import bufr_messages, is_missing, key_names, open_handle
 from stratocast.obs.harmonise import wind_components
-from stratocast.obs.lexicon import LexiconEntry, identity
+from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import StationCatalogue, wmo_id
+from stratocast.vocab.units import to_canonical
 
-G0 = 9.80665  # m s-2, standard gravity (WMO definition of the geopotential metre)
 STANDARD_LEVELS = {85000.0: "850", 50000.0: "500"}  # Pa -> variable suffix
+
+LEXICON: dict[str, LexiconEntry] = {
+    k: LexiconEntry(k, unit, f"{var}{lev}")
+    for lev in STANDARD_LEVELS.values()
+    for k, unit, var in [
+        (f"airTemperature@{lev}hPa", "K", "t"),
+        (f"nonCoordinateGeopotential@{lev}hPa", "m2 s-2", "z"),
+        (f"nonCoordinateGeopotentialHeight@{lev}hPa", "gpm", "z"),
+        (f"windSpeed+windDirection@{lev}hPa (eastward)", "m s-1", "u"),
+        (f"windSpeed+windDirection@{lev}hPa (northward)", "m s-1", "v"),
+    ]
+}
+validate_lexicon("temp_bufr", LEXICON)
+
+# m2 s-2 per geopotential metre (WMO: 9.80665), from the unit registry
+G0 = to_canonical("gpm", "z500").factor
 
 
 def _gpm_to_geopotential(x: float) -> float:
     return x * G0
 
-
-LEXICON: dict[str, LexiconEntry] = {
-    k: LexiconEntry(k, unit, f"{var}{lev}", conv)
-    for lev in STANDARD_LEVELS.values()
-    for k, unit, var, conv in [
-        (f"airTemperature@{lev}hPa", "K", "t", identity),
-        (f"nonCoordinateGeopotential@{lev}hPa", "m2 s-2", "z", identity),
-        (f"nonCoordinateGeopotentialHeight@{lev}hPa", "gpm", "z", _gpm_to_geopotential),
-        (f"windSpeed+windDirection@{lev}hPa (eastward)", "m s-1", "u", identity),
-        (f"windSpeed+windDirection@{lev}hPa (northward)", "m s-1", "v", identity),
-    ]
-}
 
 # Level = key -> rank of its first occurrence after a ``pressure`` key.
 Level = dict[str, int]

@@ -1,0 +1,134 @@
+"""Table B/D knowledge for the BUFR decoder, taken from ecCodes itself (never hand-typed).
+
+ecCodes compiles its definition tables into the library (MEMFS): there are no table files to
+read. What it exposes, without any data, is the expansion of descriptors through the tables
+that a header selects: on a probe handle from the BUFR4 sample with the message's master
+table, versions, centre and sub-centre, ``unexpandedDescriptors = [d]`` yields
+``expandedDescriptors`` with ``expandedOriginalWidths/Scales/References``, ``expandedUnits``
+and ``expandedAbbreviations`` (the key names ecCodes itself uses).
+
+Two properties of that expansion shape how it is used:
+
+* replication descriptors stay in it, with X re-counted over the *expanded* descriptors;
+* operators (2XXYYY) are applied by ecCodes and removed, and the widths it reports are the
+  Table B ("original") ones. So the message's section-3 list is expanded here one top-level
+  descriptor at a time, keeping its top-level operators in place for the decoder to apply.
+  An operator *inside* a Table D sequence stays invisible; the decoder's exact-length check
+  catches width changes, and the verification tests compare every value with ecCodes.
+
+Associated fields (204YYY, shown as 999999) and anything else not understood raise
+:class:`UnsupportedBufr`. Probes are cached per (tables, descriptor) in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import eccodes
+
+_MISSING = 2147483647
+
+TablesKey = tuple[int, int, int, int, int]  # master table, master/local version, centre, sub
+
+
+class UnsupportedBufr(Exception):
+    """A message this decoder does not handle; the caller falls back to ecCodes' unpack."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expanded:
+    """An element (span -1), an operator (span -2) or a replication of the next ``span``."""
+
+    code: int
+    width: int
+    scale: int
+    reference: int
+    unit: str
+    name: str
+    span: int = -1
+
+    @property
+    def kind(self) -> str:
+        return {-1: "element", -2: "operator"}.get(self.span, "replication")
+
+
+_CACHE: dict[tuple[TablesKey, int], tuple[Expanded, ...]] = {}
+
+
+def _probe(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
+    master_table, mver, lver, centre, sub = tables
+    h = eccodes.codes_bufr_new_from_samples("BUFR4")
+    try:
+        for key, value in (
+            ("masterTableNumber", master_table),
+            ("bufrHeaderCentre", centre),
+            ("bufrHeaderSubCentre", sub),
+            ("masterTablesVersionNumber", mver),
+            ("localTablesVersionNumber", lver),
+        ):
+            eccodes.codes_set(h, key, value)
+        eccodes.codes_set_array(h, "unexpandedDescriptors", [descriptor])
+        codes = [int(c) for c in eccodes.codes_get_array(h, "expandedDescriptors")]
+        if 999999 in codes:
+            raise UnsupportedBufr(f"{descriptor:06d} holds associated fields (204YYY)")
+        widths = eccodes.codes_get_array(h, "expandedOriginalWidths")
+        scales = eccodes.codes_get_array(h, "expandedOriginalScales")
+        refs = eccodes.codes_get_array(h, "expandedOriginalReferences")
+        units = eccodes.codes_get_string_array(h, "expandedUnits")
+        names = eccodes.codes_get_string_array(h, "expandedAbbreviations")
+    except eccodes.CodesInternalError as err:
+        raise UnsupportedBufr(f"ecCodes cannot expand {descriptor:06d}: {err}") from None
+    finally:
+        eccodes.codes_release(h)
+    if not len(codes) == len(widths) == len(scales) == len(refs) == len(units) == len(names):
+        raise UnsupportedBufr(f"ecCodes' expansion arrays of {descriptor:06d} differ in length")
+    out = []
+    for c, w, s, r, u, n in zip(codes, widths, scales, refs, units, names, strict=True):
+        if int(w) == _MISSING:  # replication; ecCodes' X may exceed 99 after expansion
+            out.append(Expanded(100000 + c % 1000, 0, 0, 0, "", "", (c - 100000) // 1000))
+        else:
+            out.append(Expanded(c, int(w), int(s), int(r), str(u), str(n)))
+    return tuple(out)
+
+
+def expand_one(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
+    """ecCodes' expansion of one Table B or D descriptor (cached per tables)."""
+    found = _CACHE.get((tables, descriptor))
+    if found is None:
+        found = _probe(tables, descriptor)
+        _CACHE[(tables, descriptor)] = found
+    return found
+
+
+def _item(tables: TablesKey, top: tuple[int, ...], i: int) -> tuple[list[Expanded], int]:
+    d = top[i]
+    f = d // 100000
+    if f == 2:
+        return [Expanded(d, 0, 0, 0, "", "", -2)], i + 1
+    if f != 1:
+        return list(expand_one(tables, d)), i + 1
+    x, y = (d // 1000) % 100, d % 1000
+    body: list[Expanded] = []
+    j = i + 1
+    if y == 0:  # the factor descriptor follows the replication and is not counted in X
+        if j >= len(top):
+            raise UnsupportedBufr(f"delayed replication {d:06d} at the end of section 3")
+        body += expand_one(tables, top[j])
+        j += 1
+    for _ in range(x):
+        if j >= len(top):
+            raise UnsupportedBufr(f"replication {d:06d} runs past the end of section 3")
+        part, j = _item(tables, top, j)
+        body += part
+    span = len(body) - (1 if y == 0 else 0)
+    return [Expanded(100000 + y, 0, 0, 0, "", "", span), *body], j
+
+
+def expand(tables: TablesKey, descriptors: tuple[int, ...]) -> list[Expanded]:
+    """The expanded section-3 list, top-level operators kept in place."""
+    out: list[Expanded] = []
+    i = 0
+    while i < len(descriptors):
+        part, i = _item(tables, descriptors, i)
+        out += part
+    return out
