@@ -13,16 +13,47 @@ PERSISTENCE = "persistence"
 CLIMATOLOGY = "climatology"
 BASELINES = (PERSISTENCE, CLIMATOLOGY)
 
-#: Variables the stage knows how to verify (ws10 is derived from u10/v10 on both sides).
-SUPPORTED_VARIABLES = ("t2m", "ws10", "msl", "u10", "v10", "d2m")
+#: The WeatherReal benchmark's station variables, in its order, by their stratocast names:
+#: 2 m temperature and dewpoint, surface and mean-sea-level pressure, 10 m wind speed and
+#: direction, total cloud cover (fraction 0..1) and precipitation over 1/3/6/12/24 h
+#: (kg m-2 = mm). ``tcc`` and ``tp<N>h`` are not in the canonical vocabulary yet; their units
+#: are in :data:`EXTRA_UNITS`.
+PROTOCOL_VARIABLES = (
+    "t2m",
+    "d2m",
+    "sp",
+    "msl",
+    "ws10",
+    "wd10",
+    "tcc",
+    "tp1h",
+    "tp3h",
+    "tp6h",
+    "tp12h",
+    "tp24h",
+)
+#: Accumulation period (hours) of each precipitation variable.
+PRECIP_HOURS = {"tp1h": 1, "tp3h": 3, "tp6h": 6, "tp12h": 12, "tp24h": 24}
+EXTRA_UNITS = {"tcc": "1", **{name: "kg m-2" for name in PRECIP_HOURS}}
+
+#: Variables the stage knows how to verify (ws10 and wd10 are derived from u10/v10 on the
+#: forecast side; precipitation from accumulated ``tp`` or the matching ``tp<N>h`` field).
+SUPPORTED_VARIABLES = tuple(dict.fromkeys([*PROTOCOL_VARIABLES, "u10", "v10"]))
 
 
 class VerifyConfig(ComponentConfig):
     """How forecasts are verified against held-out stations."""
 
     variables: list[str] = Field(default_factory=lambda: ["t2m", "ws10", "msl"])
-    #: Lead times (hours) to score; None scores every lead time all forecasts share.
+    #: Lead times (hours) to score; None scores every lead time all forecasts share that is a
+    #: multiple of ``lead_step_hours`` (WeatherReal: every 6 h to the forecast horizon).
     lead_hours: list[int] | None = None
+    lead_step_hours: int = Field(default=6, ge=1)
+    #: Variables the forecasts or the observations lack are skipped (and the report says why)
+    #: instead of being an error: for scoring "every protocol variable both sides carry".
+    skip_unavailable: bool = False
+    #: Baselines scored alongside the forecasts (on the same mask).
+    baselines: list[str] = Field(default_factory=lambda: list(BASELINES))
     #: An observation counts for a valid time when it lies within this many minutes of it.
     match_tolerance_minutes: float = Field(default=30.0, ge=0.0)
     #: Only initialisations at these UTC hours are scored.
@@ -53,6 +84,14 @@ class VerifyConfig(ComponentConfig):
         if not value:
             raise ValueError("at least one variable is needed")
         return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {unknown}; known: {list(BASELINES)}")
+        return list(dict.fromkeys(value))
 
     @field_validator("init_hours")
     @classmethod

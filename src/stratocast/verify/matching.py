@@ -12,13 +12,23 @@ lapse rate (default 6.5 K/km, the ICAO standard atmosphere): a station above the
 is colder. ws10 is the speed of the interpolated u10, v10 (interpolating components, not
 speeds, as the model's wind is a vector field).
 
+d2m is not height-corrected (the dewpoint lapse rate, about 2 K/km, depends on moisture; the
+6.5 K/km of temperature would be wrong for it). sp is moved from the model orography to the
+station elevation hypsometrically, p_st = p_grid exp(−g Δz / (R_d T)), with T the forecast's
+t2m at the stations when it has one, else 288.15 K. wd10 is the direction the interpolated
+(u10, v10) blows from (degrees, 0/360 = north); its errors are wrapped to [−180, 180). Total
+cloud ``tcc`` is a fraction 0..1. Precipitation ``tp<N>h`` over the N hours before the valid
+time is taken from a forecast field of that name, else from the accumulation ``tp`` (since
+initialisation) as tp(L) − tp(L − N); zero at L − N = 0; missing when lead L − N is not stored.
+
 Observation → valid time: the nearest report of the station within the tolerance; reports at
-exactly the same time are averaged first.
+exactly the same time are averaged first. A calm (ws10 = 0) has no direction: wd10 reported
+with a zero speed at the same station and time is not scored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
-from stratocast.verify.config import SUPPORTED_VARIABLES
+from stratocast.verify.config import PRECIP_HOURS, SUPPORTED_VARIABLES
 
 __all__ = ["BilinearWeights", "bilinear_weights"]  # re-exported: the stage's public API
 
@@ -81,17 +91,53 @@ def stations_from_obs(frames: Sequence[pd.DataFrame], station_ids: Iterable[str]
 # --------------------------------------------------------------------------- forecasts
 
 
-def required_forecast_variables(variables: Sequence[str], lapse_rate: float) -> list[str]:
+#: Hypsometric constants: gravity (m s-2), gas constant of dry air (J kg-1 K-1), and the
+#: temperature used when the forecast has no t2m.
+GRAVITY = 9.80665
+R_DRY = 287.05
+T_STANDARD = 288.15
+
+
+def _recipe(var: str, available: Collection[str], lapse_rate: float) -> list[str]:
+    """Forecast store fields that produce ``var`` at stations, given what the store has."""
+    if var in ("ws10", "wd10"):
+        return ["u10", "v10"]
+    if var in PRECIP_HOURS:
+        return [var] if var in available else ["tp"]
+    need = [var]
+    if (var == "t2m" and lapse_rate > 0) or var == "sp":
+        need.append("orography")
+    return need
+
+
+def required_forecast_variables(
+    variables: Sequence[str], lapse_rate: float, available: Collection[str] = ()
+) -> list[str]:
     """Forecast store variables needed to produce ``variables`` at stations."""
     need: list[str] = []
     for var in variables:
-        if var == "ws10":
-            need += ["u10", "v10"]
-        else:
-            need.append(var)
-        if var == "t2m" and lapse_rate > 0:
-            need.append("orography")
+        need += _recipe(var, available, lapse_rate)
+    if "sp" in variables and "t2m" in available:
+        need.append("t2m")  # the hypsometric temperature, when the forecast has it
     return list(dict.fromkeys(need))
+
+
+def missing_forecast_variable(name: str, ds: xr.Dataset, var: str, lapse_rate: float) -> str | None:
+    """Why forecast ``name`` cannot produce ``var`` at stations, or None when it can."""
+    have = set(map(str, ds.variables))
+    for raw in _recipe(var, have, lapse_rate):
+        if raw in have:
+            continue
+        why = ""
+        if raw != var:
+            purpose = "t2m height correction" if var == "t2m" else var
+            purpose = "sp height correction" if var == "sp" else purpose
+            why = f" (needed for {purpose})"
+        if var in PRECIP_HOURS:
+            why = f" (nor {var!r}, needed for {var})"
+        has = sorted(map(str, ds.data_vars))
+        return f"forecast {name!r} lacks variable {raw!r}{why}; it has {has}"
+    return None
 
 
 def check_forecast(name: str, ds: xr.Dataset, variables: Sequence[str], lapse_rate: float) -> None:
@@ -101,13 +147,10 @@ def check_forecast(name: str, ds: xr.Dataset, variables: Sequence[str], lapse_ra
         raise VerifyInputError(
             f"forecast {name!r} lacks dimension(s) {missing_dims}; dims are {list(ds.dims)}"
         )
-    for var in required_forecast_variables(variables, lapse_rate):
-        if var not in ds.variables:
-            why = f" (needed for {'ws10' if var in ('u10', 'v10') else 't2m height correction'})"
-            raise VerifyInputError(
-                f"forecast {name!r} lacks variable {var!r}"
-                f"{why if var not in variables else ''}; it has {sorted(map(str, ds.data_vars))}"
-            )
+    for var in variables:
+        problem = missing_forecast_variable(name, ds, var, lapse_rate)
+        if problem:
+            raise VerifyInputError(problem)
 
 
 def utc_index(values: np.ndarray | pd.Index) -> pd.DatetimeIndex:
@@ -121,6 +164,68 @@ def _field(ds: xr.Dataset, var: str) -> np.ndarray:
     return np.asarray(ds[var].transpose("init_time", "lead_time", "lat", "lon").values)
 
 
+def wind_direction(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Direction the wind blows from, degrees in [0, 360) (0 = north); NaN for calm."""
+    with np.errstate(invalid="ignore"):
+        direction = np.mod(270.0 - np.degrees(np.arctan2(v, u)), 360.0)
+    return np.where(np.hypot(u, v) > 0.0, direction, np.nan)
+
+
+def wrap_degrees(diff: np.ndarray) -> np.ndarray:
+    """An angle difference wrapped to [−180, 180): 350° vs 10° is −20°, not 340°."""
+    return np.mod(np.asarray(diff) + 180.0, 360.0) - 180.0
+
+
+def derive_at_stations(
+    raw: Mapping[str, np.ndarray],
+    var: str,
+    stations: Stations,
+    lapse_rate_k_per_km: float,
+) -> np.ndarray:
+    """``var`` at stations from interpolated store fields ``raw`` (``[..., station]``).
+
+    Components are interpolated before speed and direction are taken (the model's wind is a
+    vector field); height corrections use the interpolated orography ``raw['orography']``.
+    Precipitation is not handled here (it needs two leads: see :func:`precip_from_accumulation`).
+    """
+    if var == "ws10":
+        return np.hypot(raw["u10"], raw["v10"])
+    if var == "wd10":
+        return wind_direction(raw["u10"], raw["v10"])
+    if var == "t2m" and lapse_rate_k_per_km > 0:
+        # Station above the model surface → colder: T_st = T_grid − Γ (z_st − z_grid).
+        dz = stations.elevation - raw["orography"]
+        return raw["t2m"] - lapse_rate_k_per_km / 1000.0 * dz
+    if var == "sp":
+        dz = stations.elevation - raw["orography"]
+        temp = raw.get("t2m", T_STANDARD)
+        return raw["sp"] * np.exp(-GRAVITY * dz / (R_DRY * temp))
+    if var in SUPPORTED_VARIABLES and var in raw:
+        return np.asarray(raw[var], dtype=np.float64)
+    raise VerifyInputError(f"cannot produce {var!r} at stations from {sorted(raw)}")
+
+
+def precip_from_accumulation(
+    tp: np.ndarray, leads_in: np.ndarray, leads_out: np.ndarray, hours: int
+) -> np.ndarray:
+    """``tp(L) − tp(L − hours)`` for each L in ``leads_out``: ``[init, lead_out, station]``.
+
+    ``tp`` is accumulated since initialisation at ``leads_in`` (``[init, lead_in, station]``);
+    at lead 0 it is zero whether stored or not; a missing L − hours gives NaN.
+    """
+    pos = {int(h): i for i, h in enumerate(leads_in)}
+    out = np.full((tp.shape[0], len(leads_out), tp.shape[2]), np.nan)
+    for j, lead in enumerate(leads_out):
+        start, end = int(lead) - hours, int(lead)
+        if start < 0 or end not in pos:
+            continue
+        if start in pos:
+            out[:, j] = tp[:, pos[end]] - tp[:, pos[start]]
+        elif start == 0:
+            out[:, j] = tp[:, pos[end]]
+    return out
+
+
 def forecast_at_stations(
     ds: xr.Dataset,
     weights: BilinearWeights,
@@ -130,21 +235,22 @@ def forecast_at_stations(
 ) -> dict[str, np.ndarray]:
     """Each variable at each station: arrays ``[init, lead, station]``.
 
-    ``ds`` is one chunk of initialisations; only that chunk is loaded.
+    ``ds`` is one chunk of initialisations; only that chunk is loaded. Precipitation from an
+    accumulation needs :func:`precip_from_accumulation` over the store's leads instead.
     """
+    have = set(map(str, ds.variables))
+    need = required_forecast_variables(variables, lapse_rate_k_per_km, have)
+    raw: dict[str, np.ndarray] = {}
+    for name in need:
+        if name == "orography":
+            raw[name] = weights.apply(np.asarray(ds[name].transpose("lat", "lon").values))
+        elif name in have:
+            raw[name] = weights.apply(_field(ds, name))
     out: dict[str, np.ndarray] = {}
     for var in variables:
-        if var == "ws10":
-            out[var] = np.hypot(weights.apply(_field(ds, "u10")), weights.apply(_field(ds, "v10")))
-        elif var == "t2m" and lapse_rate_k_per_km > 0:
-            orog = weights.apply(np.asarray(ds["orography"].transpose("lat", "lon").values))
-            # Station above the model surface → colder: T_st = T_grid − Γ (z_st − z_grid).
-            correction = -lapse_rate_k_per_km / 1000.0 * (stations.elevation - orog)
-            out[var] = weights.apply(_field(ds, var)) + correction
-        elif var in SUPPORTED_VARIABLES:
-            out[var] = weights.apply(_field(ds, var))
-        else:
+        if var not in SUPPORTED_VARIABLES:
             raise VerifyInputError(f"cannot produce {var!r} at stations")
+        out[var] = derive_at_stations(raw, var, stations, lapse_rate_k_per_km)
     return out
 
 
@@ -192,11 +298,22 @@ def prepare_obs(
     out: dict[str, pd.DataFrame] = {}
     for var in variables:
         rows = obs.loc[obs["variable"] == var, ["station_id", "time", "value"]]
+        if var == "wd10":
+            rows = _drop_calm(rows, obs)
         rows = rows.assign(time=rows["time"].dt.tz_convert("UTC").dt.as_unit("ns"))
         rows = rows[np.isfinite(rows["value"].to_numpy(dtype=np.float64))]
         rows = rows.groupby(["station_id", "time"], as_index=False)["value"].mean()
         out[var] = rows.sort_values("time", kind="stable").reset_index(drop=True)
     return out
+
+
+def _drop_calm(direction: pd.DataFrame, obs: pd.DataFrame) -> pd.DataFrame:
+    """wd10 rows without a zero ws10 at the same station and time (calm has no direction)."""
+    calm = obs.loc[(obs["variable"] == "ws10") & (obs["value"] == 0.0), ["station_id", "time"]]
+    if calm.empty:
+        return direction
+    flag = direction.merge(calm.drop_duplicates().assign(_calm=True), how="left")["_calm"]
+    return direction[flag.isna().to_numpy()]
 
 
 def time_window(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

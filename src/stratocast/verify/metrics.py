@@ -9,36 +9,80 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 import pandas as pd
 
+from stratocast.verify.metrics_base import Accumulator, check_same, common_mask
+from stratocast.verify.metrics_categorical import (
+    PRECIP_THRESHOLDS_MM,
+    ContingencyAccumulator,
+    contingency_scores,
+    ets,
+    far,
+    frequency_bias,
+    pod,
+)
+from stratocast.verify.metrics_continuous import (
+    ACCURACY_THRESHOLDS,
+    CIRCULAR_VARIABLES,
+    ContinuousAccumulator,
+    accuracy_within,
+    bias,
+    mae,
+    mean_error,
+    mse,
+    mse_skill,
+    rmse,
+    skill_score,
+    wrap_degrees,
+)
+from stratocast.verify.metrics_ensemble import (
+    EnsembleAccumulator,
+    crps_ensemble,
+    spread_skill_ratio,
+)
+from stratocast.verify.metrics_gridded import (
+    GriddedAccumulator,
+    latitude_weights,
+    weighted_acc,
+    weighted_rmse,
+)
 
-def rmse(forecast: np.ndarray, obs: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(forecast) - np.asarray(obs)) ** 2)))
-
-
-def mae(forecast: np.ndarray, obs: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(forecast) - np.asarray(obs))))
-
-
-def bias(forecast: np.ndarray, obs: np.ndarray) -> float:
-    """Mean error, forecast minus observation (positive: forecast too high)."""
-    return float(np.mean(np.asarray(forecast) - np.asarray(obs)))
-
-
-def mse_skill(mse: np.ndarray, mse_ref: np.ndarray) -> np.ndarray:
-    """MSE skill score 1 − MSE/MSE_ref (= 1 − RMSE²/RMSE_ref²); NaN where MSE_ref is 0."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mse_ref > 0, 1.0 - mse / mse_ref, np.nan)
-
-
-def common_mask(obs: np.ndarray, systems: Mapping[str, np.ndarray]) -> np.ndarray:
-    """True where the observation and every system have a value."""
-    mask = np.isfinite(obs)
-    for values in systems.values():
-        mask &= np.isfinite(values)
-    return mask
+__all__ = [
+    "ACCURACY_THRESHOLDS",
+    "CIRCULAR_VARIABLES",
+    "PRECIP_THRESHOLDS_MM",
+    "Accumulator",
+    "ContingencyAccumulator",
+    "ContinuousAccumulator",
+    "EnsembleAccumulator",
+    "GriddedAccumulator",
+    "ScoreAccumulator",
+    "VariableSums",
+    "accuracy_within",
+    "bias",
+    "common_mask",
+    "contingency_scores",
+    "crps_ensemble",
+    "ets",
+    "far",
+    "frequency_bias",
+    "latitude_weights",
+    "mae",
+    "mean_error",
+    "mse",
+    "mse_skill",
+    "pod",
+    "rmse",
+    "skill_score",
+    "spread_skill_ratio",
+    "systems_order",
+    "weighted_acc",
+    "weighted_rmse",
+    "wrap_degrees",
+]
 
 
 @dataclass
@@ -93,7 +137,7 @@ class ScoreAccumulator:
         if missing:
             raise ValueError(f"update for {variable!r} lacks system(s) {missing}")
         acc = self.sums[variable]
-        mask = common_mask(obs, {s: systems[s] for s in self.systems})
+        mask = common_mask(obs, *(systems[s] for s in self.systems))
         acc.n += mask.sum(axis=0)
         for i, name in enumerate(self.systems):
             err = np.where(mask, systems[name] - obs, 0.0)
@@ -101,6 +145,22 @@ class ScoreAccumulator:
             acc.sum_abs[i] += np.abs(err).sum(axis=0)
             acc.sum_sq[i] += (err**2).sum(axis=0)
         self._update_period(acc, np.asarray(mask.any(axis=2)), valid)
+
+    def merge(self, other: ScoreAccumulator) -> Self:
+        """Add another accumulator's sums (same systems, variables, leads and stations)."""
+        check_same("systems", self.systems, other.systems)
+        check_same("variables", self.variables, other.variables)
+        check_same("lead hours", self.lead_hours.tolist(), other.lead_hours.tolist())
+        check_same("stations", self.station_ids.tolist(), other.station_ids.tolist())
+        for name, acc in self.sums.items():
+            theirs = other.sums[name]
+            acc.n += theirs.n
+            acc.sum_err += theirs.sum_err
+            acc.sum_abs += theirs.sum_abs
+            acc.sum_sq += theirs.sum_sq
+            acc.first_valid = np.fmin(acc.first_valid, theirs.first_valid)
+            acc.last_valid = np.fmax(acc.last_valid, theirs.last_valid)
+        return self
 
     @staticmethod
     def _update_period(acc: VariableSums, used: np.ndarray, valid: np.ndarray) -> None:

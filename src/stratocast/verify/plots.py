@@ -12,12 +12,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from stratocast.verify.config import EXTRA_UNITS
 from stratocast.vocab.variables import VARIABLES
 
 
 def _units(variable: str) -> str:
     var = VARIABLES.get(variable)
-    return var.units if var is not None else ""
+    return var.units if var is not None else EXTRA_UNITS.get(variable, "")
 
 
 def plot_rmse_vs_lead(scorecard: pd.DataFrame, variable: str, path: Path) -> Path:

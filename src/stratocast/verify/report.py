@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from stratocast.verify.config import EXTRA_UNITS
 from stratocast.verify.scorecard import rmse_wide
 from stratocast.vocab.variables import VARIABLES
 
@@ -33,6 +34,12 @@ class MaskSummary:
     lapse_rate: float
     climatology_period: str
     climatology_min_samples: int
+    lead_hours: Sequence[int] = ()
+    variables: Sequence[str] = ()
+    #: variable → why it is not scored (the forecast or the observations lack it)
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    station_set: str = ""
+    station_ids: Sequence[str] = ()
 
 
 def _template() -> jinja2.Template:
@@ -56,11 +63,10 @@ def _rmse_tables(scorecard: pd.DataFrame) -> list[dict[str, Any]]:
             best = finite.min() if len(finite) else np.nan
             cells = [{"text": _fmt(v), "best": bool(v == best)} for v in values.to_numpy()]
             rows.append({"lead": lead, "cells": cells, "n": int(counts.get(lead, 0))})
-        var = VARIABLES.get(str(variable))
         tables.append(
             {
                 "variable": variable,
-                "units": var.units if var else "",
+                "units": units(str(variable)),
                 "systems": list(wide.columns),
                 "rows": rows,
             }
@@ -81,6 +87,12 @@ def _masks(scorecard: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def units(variable: str) -> str:
+    """Units of a verified variable (canonical table, else the verification's own names)."""
+    var = VARIABLES.get(variable)
+    return var.units if var is not None else EXTRA_UNITS.get(variable, "")
 
 
 def _embed(path: Path) -> str:

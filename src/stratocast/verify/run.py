@@ -3,42 +3,48 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from stratocast.verify.baselines import Climatology, persistence
-from stratocast.verify.config import BASELINES, CLIMATOLOGY, PERSISTENCE, VerifyConfig
+from stratocast.verify.config import BASELINES, VerifyConfig
 from stratocast.verify.matching import (
-    BilinearWeights,
+    FORECAST_DIMS,
     Stations,
     VerifyInputError,
-    bilinear_weights,
-    check_forecast,
-    forecast_at_stations,
-    match_obs,
+    missing_forecast_variable,
     prepare_obs,
-    required_forecast_variables,
     stations_from_obs,
-    time_window,
-    utc_index,
-    valid_times,
 )
 from stratocast.verify.metrics import ScoreAccumulator, systems_order
 from stratocast.verify.plots import plot_rmse_vs_lead, plot_station_skill_map
 from stratocast.verify.report import MaskSummary, render_report
 from stratocast.verify.scorecard import rmse_table, write_scorecard
+from stratocast.verify.stream import (
+    ForecastSource,
+    InMemoryObs,
+    ObsInputs,
+    TimeAxes,
+    XarraySource,
+    common_time_axes,
+    plan_stream,
+    score_stream,
+)
 
-__all__ = ["VerifyConfig", "VerifyInputError", "VerifyResult", "run_verify", "verify"]
+__all__ = [
+    "TimeAxes",
+    "VerifyConfig",
+    "VerifyInputError",
+    "VerifyResult",
+    "run_verify",
+    "verify",
+    "verify_sources",
+]
 
 log = logging.getLogger(__name__)
-
-#: Variables that get an RMSE-vs-lead plot when scored.
-PLOTTED_VARIABLES = ("t2m", "ws10", "msl")
 
 
 @dataclass(frozen=True)
@@ -56,56 +62,6 @@ class VerifyResult:
         return rmse_table(self.scorecard)
 
 
-# --------------------------------------------------------------------------- time axes
-
-
-def _lead_hours(ds: xr.Dataset) -> np.ndarray:
-    lead = ds["lead_time"].to_numpy()
-    if lead.dtype.kind == "m":  # tolerate timedelta leads from writers that decode them
-        return (lead / np.timedelta64(1, "h")).astype(np.int64)
-    return lead.astype(np.int64)
-
-
-@dataclass(frozen=True)
-class TimeAxes:
-    """Initialisations and leads every system has, and where each system keeps them."""
-
-    inits: pd.DatetimeIndex  # UTC
-    leads: np.ndarray  # hours
-    init_pos: dict[str, np.ndarray]
-    lead_pos: dict[str, np.ndarray]
-
-
-def common_time_axes(forecasts: Mapping[str, xr.Dataset], cfg: VerifyConfig) -> TimeAxes:
-    """Intersect init and lead times across systems, then apply the config's selections."""
-    init_sets = {n: utc_index(ds["init_time"].to_numpy()) for n, ds in forecasts.items()}
-    lead_sets = {n: _lead_hours(ds) for n, ds in forecasts.items()}
-    inits = pd.DatetimeIndex(sorted(set.intersection(*(set(i) for i in init_sets.values()))))
-    inits = inits[np.isin(inits.hour, cfg.init_hours)]
-    leads = np.array(sorted(set.intersection(*(set(v.tolist()) for v in lead_sets.values()))))
-    if cfg.lead_hours is not None:
-        absent = sorted(set(cfg.lead_hours) - set(leads.tolist()))
-        if absent:
-            raise VerifyInputError(f"lead hours {absent} are not in every forecast store")
-        leads = np.array(sorted(set(cfg.lead_hours)))
-    if inits.empty or leads.size == 0:
-        raise VerifyInputError(
-            f"no initialisation (at UTC hours {cfg.init_hours}) and lead time common to all "
-            f"forecasts {list(forecasts)}"
-        )
-    return TimeAxes(
-        inits=inits,
-        leads=leads.astype(np.int64),
-        init_pos={n: init_sets[n].get_indexer(inits) for n in forecasts},
-        lead_pos={n: pd.Index(lead_sets[n]).get_indexer(leads) for n in forecasts},
-    )
-
-
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 # --------------------------------------------------------------------------- verification
 
 
@@ -115,12 +71,45 @@ def _validate_systems(forecasts: Mapping[str, xr.Dataset], cfg: VerifyConfig) ->
     clash = [n for n in forecasts if n in BASELINES]
     if clash:
         raise VerifyInputError(f"forecast name(s) {clash} are reserved for baselines")
-    systems = systems_order(list(forecasts), BASELINES)
+    systems = systems_order(list(forecasts), cfg.baselines)
     if cfg.skill_reference not in systems:
         raise VerifyInputError(f"skill_reference {cfg.skill_reference!r} is not in {systems}")
     for name, ds in forecasts.items():
-        check_forecast(name, ds, cfg.variables, cfg.lapse_rate)
+        missing_dims = [d for d in FORECAST_DIMS if d not in ds.dims]
+        if missing_dims:
+            raise VerifyInputError(
+                f"forecast {name!r} lacks dimension(s) {missing_dims}; dims are {list(ds.dims)}"
+            )
     return systems
+
+
+def select_variables(
+    forecasts: Mapping[str, xr.Dataset], observed: set[str], cfg: VerifyConfig
+) -> tuple[list[str], dict[str, str]]:
+    """The configured variables every forecast can produce and the observations carry.
+
+    With ``skip_unavailable`` the others are returned with the reason they are skipped;
+    without it a forecast lacking one is an error (observations lacking one score nothing).
+    """
+    chosen: list[str] = []
+    skipped: dict[str, str] = {}
+    for var in cfg.variables:
+        problems = [
+            p
+            for name, ds in forecasts.items()
+            if (p := missing_forecast_variable(name, ds, var, cfg.lapse_rate))
+        ]
+        if problems and not cfg.skip_unavailable:
+            raise VerifyInputError(problems[0])
+        if problems:
+            skipped[var] = "; ".join(problems)
+        elif cfg.skip_unavailable and var not in observed:
+            skipped[var] = "the observations have no value of it"
+        else:
+            chosen.append(var)
+    if not chosen:
+        raise VerifyInputError(f"no variable can be verified: {skipped}")
+    return chosen, skipped
 
 
 def climatology_period(
@@ -137,64 +126,55 @@ def _utc(value: object) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _fit_climatologies(
-    climatology_obs: pd.DataFrame,
-    stations: Stations,
+#: Start of the climatology period when none is configured: before any observation.
+EARLIEST = pd.Timestamp("1800-01-01", tz="UTC")
+
+
+def verify_sources(
+    forecasts: Mapping[str, xr.Dataset],
+    inputs: ObsInputs,
     cfg: VerifyConfig,
-    period: tuple[pd.Timestamp | None, pd.Timestamp],
-) -> dict[str, Climatology]:
-    rows = prepare_obs(climatology_obs, cfg.variables, stations.ids, "climatology observations")
-    start, end = period
-    out = {}
-    for var, frame in rows.items():
-        keep = frame["time"] < end
-        if start is not None:
-            keep &= frame["time"] >= start
-        out[var] = Climatology.fit(frame[keep], stations, cfg.climatology_min_samples)
-    return out
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """Everything a chunk needs, built once before streaming the initialisations."""
-
-    forecasts: Mapping[str, xr.Dataset]
-    weights: Mapping[str, BilinearWeights]  # per system: systems may use different grids
-    axes: TimeAxes
-    stations: Stations
-    obs_rows: Mapping[str, pd.DataFrame]
-    climatologies: Mapping[str, Climatology]
-    cfg: VerifyConfig
-
-
-def _chunk_forecasts(prep: _Prepared, chunk: slice) -> dict[str, dict[str, np.ndarray]]:
-    """system → variable → ``[init, lead, station]`` for one chunk of initialisations."""
-    cfg, axes = prep.cfg, prep.axes
-    need = required_forecast_variables(cfg.variables, cfg.lapse_rate)
-    out = {}
-    for name, ds in prep.forecasts.items():
-        part = ds[need].isel(init_time=axes.init_pos[name][chunk], lead_time=axes.lead_pos[name])
-        out[name] = forecast_at_stations(
-            part.load(), prep.weights[name], prep.stations, cfg.variables, cfg.lapse_rate
-        )
-    return out
-
-
-def _accumulate_chunk(acc: ScoreAccumulator, prep: _Prepared, chunk: slice) -> None:
-    tol = pd.Timedelta(minutes=prep.cfg.match_tolerance_minutes)
-    inits, leads, stations = prep.axes.inits[chunk], prep.axes.leads, prep.stations
-    valid = valid_times(inits, leads)  # [init, lead]
-    targets = utc_index(valid.ravel())
-    start, end = inits.min() - tol, targets.max() + tol
-    models = _chunk_forecasts(prep, chunk)
-    shape = (inits.size, leads.size, len(stations))
-    for var in prep.cfg.variables:
-        rows = time_window(prep.obs_rows[var], start, end)
-        obs = match_obs(rows, stations, targets, tol).reshape(shape)
-        systems = {name: models[name][var] for name in prep.forecasts}
-        systems[PERSISTENCE] = persistence(rows, stations, inits, leads.size, tol)
-        systems[CLIMATOLOGY] = prep.climatologies[var].predict(valid)
-        acc.update(var, obs, systems, valid)
+    out_dir: Path,
+) -> VerifyResult:
+    """Score every forecast and the configured baselines; write scorecard, plots, report."""
+    out_dir = Path(out_dir)
+    _validate_systems(forecasts, cfg)
+    variables, skipped = select_variables(forecasts, inputs.obs.variables(), cfg)
+    for var, why in skipped.items():
+        log.warning("verification skips %s: %s", var, why)
+    sources: dict[str, ForecastSource] = {n: XarraySource(ds) for n, ds in forecasts.items()}
+    axes = common_time_axes(sources, cfg)
+    period = climatology_period(cfg, axes.inits[0])
+    plan = plan_stream(
+        sources,
+        inputs.stations,
+        variables,
+        cfg,
+        inputs.climatology,
+        (period[0] or EARLIEST, period[1]),
+    )
+    acc = ScoreAccumulator(
+        systems_order(list(forecasts), cfg.baselines), variables, axes.leads, inputs.stations.ids
+    )
+    score_stream(plan, acc, inputs.obs)
+    mask = MaskSummary(
+        n_stations_requested=inputs.n_requested,
+        n_stations_with_obs=len(inputs.stations),
+        n_inits=axes.inits.size,
+        init_start=str(axes.inits[0]),
+        init_end=str(axes.inits[-1]),
+        init_hours=list(cfg.init_hours),
+        tolerance_minutes=cfg.match_tolerance_minutes,
+        lapse_rate=cfg.lapse_rate,
+        climatology_period=f"[{period[0] or 'start of record'}, {period[1]})",
+        climatology_min_samples=cfg.climatology_min_samples,
+        lead_hours=[int(h) for h in axes.leads],
+        variables=variables,
+        skipped=skipped,
+        station_set=inputs.description,
+        station_ids=[str(s) for s in inputs.stations.ids],
+    )
+    return _write_outputs(acc, inputs.stations, mask, cfg, out_dir)
 
 
 def verify(
@@ -205,47 +185,24 @@ def verify(
     cfg: VerifyConfig,
     out_dir: Path,
 ) -> VerifyResult:
-    """Score every forecast and both baselines at the held-out ``stations``.
+    """Score every forecast and the baselines at the held-out ``stations``.
 
     ``obs`` covers the verification period, ``climatology_obs`` the climatology period
     (both in the observation store's long format). Writes the scorecard, plots and the HTML
     report into ``out_dir``.
     """
-    out_dir = Path(out_dir)
-    systems = _validate_systems(forecasts, cfg)
-    axes = common_time_axes(forecasts, cfg)
+    _validate_systems(forecasts, cfg)
     where = stations_from_obs([obs, climatology_obs], stations)
     obs_rows = prepare_obs(obs, cfg.variables, where.ids, "verification observations")
-    period = climatology_period(cfg, axes.inits[0])
-    weights = {
-        name: bilinear_weights(ds["lat"].to_numpy(), ds["lon"].to_numpy(), where.lat, where.lon)
-        for name, ds in forecasts.items()
-    }
-    prep = _Prepared(
-        forecasts=forecasts,
-        weights=weights,
-        axes=axes,
+    clim_rows = prepare_obs(climatology_obs, cfg.variables, where.ids, "climatology observations")
+    inputs = ObsInputs(
+        obs=InMemoryObs(obs_rows),
+        climatology=InMemoryObs(clim_rows),
         stations=where,
-        obs_rows=obs_rows,
-        climatologies=_fit_climatologies(climatology_obs, where, cfg, period),
-        cfg=cfg,
+        n_requested=len(set(stations)),
+        description="held-out stations (role 'verify') with observations",
     )
-    acc = ScoreAccumulator(systems, list(cfg.variables), axes.leads, where.ids)
-    for chunk in _chunks(axes.inits.size, cfg.init_chunk_size):
-        _accumulate_chunk(acc, prep, chunk)
-    mask = MaskSummary(
-        n_stations_requested=len(set(stations)),
-        n_stations_with_obs=len(where),
-        n_inits=axes.inits.size,
-        init_start=str(axes.inits[0]),
-        init_end=str(axes.inits[-1]),
-        init_hours=list(cfg.init_hours),
-        tolerance_minutes=cfg.match_tolerance_minutes,
-        lapse_rate=cfg.lapse_rate,
-        climatology_period=f"[{period[0] or 'start of record'}, {period[1]})",
-        climatology_min_samples=cfg.climatology_min_samples,
-    )
-    return _write_outputs(acc, where, mask, cfg, out_dir)
+    return verify_sources(forecasts, inputs, cfg, out_dir)
 
 
 def _write_outputs(
@@ -269,13 +226,11 @@ def _write_outputs(
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = [
-        plot_rmse_vs_lead(scorecard, v, plot_dir / f"rmse_vs_lead_{v}.png")
-        for v in cfg.variables
-        if v in PLOTTED_VARIABLES
+        plot_rmse_vs_lead(scorecard, v, plot_dir / f"rmse_vs_lead_{v}.png") for v in mask.variables
     ]
     plots += [
         plot_station_skill_map(per_station, v, plot_dir / f"station_skill_{v}.png")
-        for v in cfg.variables
+        for v in mask.variables
     ]
     report = render_report(
         scorecard, plots, mask, cfg.model_dump(mode="json"), out_dir / "report.html"
@@ -302,32 +257,33 @@ def read_verify_stations(stations_csv: Path) -> list[str]:
 
 
 def _store_variables(variables: Sequence[str]) -> list[str]:
-    # ws10 may be stored as such or only as components; fetch both.
+    # ws10 may be stored as such or only as components; calm needs ws10 for wd10.
     extra = ["u10", "v10"] if "ws10" in variables else []
+    extra += ["ws10"] if "wd10" in variables else []
     return list(dict.fromkeys([*variables, *extra]))
 
 
-def run_verify(
-    forecast_paths: Mapping[str, Path],
+def open_forecast(name: str, path: Path) -> xr.Dataset:
+    """A forecast Zarr store opened lazily: fields are read per (init, lead) when scored."""
+    if not Path(path).exists():
+        raise VerifyInputError(f"forecast store {name!r} not found: {path}")
+    return xr.open_zarr(path, consolidated=False, chunks=None)
+
+
+def _store_obs(
+    forecasts: Mapping[str, xr.Dataset],
     store_dir: Path,
-    stations_csv: Path,
+    stations: list[str] | None,
     cfg: VerifyConfig,
-    out_dir: Path,
-) -> VerifyResult:
-    """Verify forecast Zarr stores against the observation store's held-out stations."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Verification- and climatology-period observations from the store."""
     from stratocast.obs.store import read_observations
 
-    for name, path in forecast_paths.items():
-        if not Path(path).exists():
-            raise VerifyInputError(f"forecast store {name!r} not found: {path}")
-    forecasts = {
-        name: xr.open_zarr(path, consolidated=False) for name, path in forecast_paths.items()
-    }
-    stations = read_verify_stations(stations_csv)
-    axes = common_time_axes(forecasts, cfg)
+    sources: dict[str, ForecastSource] = {n: XarraySource(ds) for n, ds in forecasts.items()}
+    axes = common_time_axes(sources, cfg)
     tol = pd.Timedelta(minutes=cfg.match_tolerance_minutes)
     variables = _store_variables(cfg.variables)
-    # Only the held-out stations are read, so memory scales with them, not the network.
+    # Only the verification stations are read, so memory scales with them, not the network.
     obs = read_observations(
         store_dir,
         variables=variables,
@@ -339,4 +295,60 @@ def run_verify(
     clim = read_observations(
         store_dir, variables=variables, start=clim_start, end=clim_end, stations=stations
     )
+    return obs, clim
+
+
+def run_verify(
+    forecast_paths: Mapping[str, Path],
+    store_dir: Path,
+    stations_csv: Path,
+    cfg: VerifyConfig,
+    out_dir: Path,
+) -> VerifyResult:
+    """Verify forecast Zarr stores against the observation store's held-out stations."""
+    forecasts = {name: open_forecast(name, path) for name, path in forecast_paths.items()}
+    stations = read_verify_stations(stations_csv)
+    obs, clim = _store_obs(forecasts, store_dir, stations, cfg)
     return verify(forecasts, obs, stations, clim, cfg, out_dir)
+
+
+def verify_paths(
+    forecast: Path,
+    obs: Path,
+    reference: str,
+    out_dir: Path,
+    cfg: VerifyConfig | None = None,
+    stations_csv: Path | None = None,
+) -> VerifyResult:
+    """``stratocast verify --forecast F --obs O --reference R``: one forecast store against
+    an observation store directory or a WeatherReal-style NetCDF, with a baseline or a
+    second forecast store as the skill reference.
+
+    Without ``cfg`` every WeatherReal protocol variable both sides carry is scored and the
+    others are listed in the report with the reason.
+    """
+    from stratocast.verify.config import PROTOCOL_VARIABLES
+    from stratocast.verify.io_weatherreal import weatherreal_inputs
+
+    name = Path(forecast).stem or "forecast"
+    forecasts = {name: open_forecast(name, Path(forecast))}
+    if reference in BASELINES:
+        baselines = [reference]
+    else:
+        ref_name = Path(reference).stem
+        if ref_name in forecasts or ref_name in BASELINES:
+            ref_name = f"reference_{ref_name}"
+        forecasts[ref_name] = open_forecast(ref_name, Path(reference))
+        baselines, reference = [], ref_name
+    base = cfg or VerifyConfig(variables=list(PROTOCOL_VARIABLES), skip_unavailable=True)
+    cfg = base.model_copy(update={"baselines": baselines, "skill_reference": reference})
+    obs = Path(obs)
+    if obs.is_file():
+        inputs = weatherreal_inputs(obs, stations_csv)
+        return verify_sources(forecasts, inputs, cfg, out_dir)
+    if not obs.is_dir():
+        raise VerifyInputError(f"observations not found: {obs} (a store directory or a .nc)")
+    ids = read_verify_stations(stations_csv) if stations_csv else None
+    obs_frame, clim = _store_obs(forecasts, obs, ids, cfg)
+    stations = ids or sorted(set(obs_frame["station_id"].astype(str)))
+    return verify(forecasts, obs_frame, stations, clim, cfg, out_dir)

@@ -1,0 +1,184 @@
+"""Gridded scores against an analysis, WeatherBench2 conventions (Rasp et al. 2024, §4).
+
+Fields are ``[..., lat, lon]`` (latitude and longitude the last two axes); the leading axes
+are times (initialisations) and anything kept (e.g. lead). Latitude weights are
+``L(φ) = cos φ / mean_φ(cos φ)`` (mean 1 over the grid's latitudes, WeatherBench2 eq. 4); a NaN
+in the forecast, the analysis or the climatology gives that grid point weight 0 for that field.
+
+Per field t (one time), with w the weights on the valid points:
+
+- ``MSE_t = Σ w e² / Σ w`` — on a complete grid Σw = N_lat·N_lon, so this is WB2's
+  ``mean_ij L(i) e_ij²``;
+- ``ACC_t = Σ w f′o′ / sqrt(Σ w f′² · Σ w o′²)``, f′ = forecast − climatology,
+  o′ = analysis − climatology (anomalies about climatology, not re-centred: WB2 eq. 7).
+
+Over times: ``rmse = sqrt(mean_t MSE_t)`` (the square root taken *after* the time mean, as the
+WeatherBench2 code and the paper's revised version do), ``rmse_time_mean = mean_t sqrt(MSE_t)``
+(the paper's first version) and ``acc = mean_t ACC_t``. All are sums over fields, so the
+accumulator streams and merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Self
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from stratocast.verify.metrics_base import (
+    Axis,
+    FloatArray,
+    as_float,
+    check_same,
+    check_shape,
+    kept_shape,
+    safe_ratio,
+)
+
+
+def latitude_weights(lat: ArrayLike) -> FloatArray:
+    """cos(latitude) normalised to mean 1 over the given latitudes (degrees)."""
+    phi = as_float(lat, "lat")
+    if phi.ndim != 1 or phi.size == 0:
+        raise ValueError(f"lat must be a non-empty 1-D array, got shape {phi.shape}")
+    if np.any(np.abs(phi) > 90.0) or not np.all(np.isfinite(phi)):
+        raise ValueError("lat must be finite degrees within [-90, 90]")
+    w = np.cos(np.deg2rad(phi))
+    return np.asarray(w / w.mean())
+
+
+def _field_terms(
+    forecast: FloatArray,
+    analysis: FloatArray,
+    climatology: FloatArray | None,
+    weights: FloatArray,
+) -> dict[str, FloatArray]:
+    """Per-field MSE, ACC and a has-data flag: spatial reduction over the last two axes."""
+    valid = np.isfinite(forecast) & np.isfinite(analysis)
+    if climatology is not None:
+        valid &= np.isfinite(climatology)
+    w = np.where(valid, weights[:, None], 0.0)
+    err = np.where(valid, forecast - analysis, 0.0)
+    sum_w = w.sum(axis=(-2, -1))
+    out = {"mse": safe_ratio((w * err * err).sum(axis=(-2, -1)), sum_w), "ok": sum_w > 0}
+    if climatology is not None:
+        fa = np.where(valid, forecast - climatology, 0.0)
+        oa = np.where(valid, analysis - climatology, 0.0)
+        num = (w * fa * oa).sum(axis=(-2, -1))
+        den = np.sqrt((w * fa * fa).sum(axis=(-2, -1)) * (w * oa * oa).sum(axis=(-2, -1)))
+        out["acc"] = safe_ratio(num, den)
+    return out
+
+
+@dataclass
+class GriddedAccumulator:
+    """Σ_t MSE_t, Σ_t sqrt(MSE_t), Σ_t ACC_t and field counts, kept over ``shape``."""
+
+    lat: FloatArray
+    shape: tuple[int, ...] = ()
+    weights: FloatArray = field(init=False)
+    n_fields: NDArray[np.int64] = field(init=False)
+    n_acc: NDArray[np.int64] = field(init=False)
+    sum_mse: FloatArray = field(init=False)
+    sum_rmse: FloatArray = field(init=False)
+    sum_acc: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lat = as_float(self.lat, "lat")
+        self.shape = tuple(self.shape)
+        self.weights = latitude_weights(self.lat)
+        self.n_fields = np.zeros(self.shape, dtype=np.int64)
+        self.n_acc = np.zeros(self.shape, dtype=np.int64)
+        self.sum_mse = np.zeros(self.shape)
+        self.sum_rmse = np.zeros(self.shape)
+        self.sum_acc = np.zeros(self.shape)
+
+    def update(
+        self,
+        forecast: ArrayLike,
+        analysis: ArrayLike,
+        climatology: ArrayLike | None = None,
+        *,
+        axis: Axis = None,
+    ) -> Self:
+        """Add fields ``[..., lat, lon]``; ``axis`` (over the leading axes) is the time axis.
+
+        Without ``climatology`` no ACC is accumulated for this chunk.
+        """
+        f = as_float(forecast, "forecast")
+        a = as_float(analysis, "analysis")
+        c = None if climatology is None else as_float(climatology, "climatology")
+        arrays = [f, a] if c is None else [f, a, c]
+        shape = np.broadcast_shapes(*(x.shape for x in arrays))
+        if len(shape) < 2 or shape[-2] != self.lat.size:
+            raise ValueError(f"fields {shape} must end in (lat={self.lat.size}, lon)")
+        f, a = np.broadcast_to(f, shape), np.broadcast_to(a, shape)
+        c = None if c is None else np.broadcast_to(c, shape)
+        lead_shape = shape[:-2]
+        check_shape(self.shape, lead_shape, axis)
+        terms = _field_terms(f, a, c, self.weights)
+        ok = terms["ok"]
+        self.n_fields += ok.sum(axis=axis)
+        self.sum_mse += np.where(ok, terms["mse"], 0.0).sum(axis=axis)
+        self.sum_rmse += np.where(ok, np.sqrt(terms["mse"]), 0.0).sum(axis=axis)
+        if "acc" in terms:
+            # A field whose anomalies are all zero has no ACC; it is left out, not counted as 0.
+            has_acc = ok & np.isfinite(terms["acc"])
+            self.n_acc += has_acc.sum(axis=axis)
+            self.sum_acc += np.where(has_acc, terms["acc"], 0.0).sum(axis=axis)
+        return self
+
+    def merge(self, other: GriddedAccumulator) -> Self:
+        check_same("shape", self.shape, other.shape)
+        check_same("latitudes", self.lat.tolist(), other.lat.tolist())
+        self.n_fields += other.n_fields
+        self.n_acc += other.n_acc
+        self.sum_mse += other.sum_mse
+        self.sum_rmse += other.sum_rmse
+        self.sum_acc += other.sum_acc
+        return self
+
+    def result(self) -> dict[str, FloatArray]:
+        """n_fields, mse, rmse (sqrt of time-mean MSE), rmse_time_mean, acc."""
+        mse = safe_ratio(self.sum_mse, self.n_fields)
+        return {
+            "n_fields": self.n_fields.astype(np.float64),
+            "mse": mse,
+            "rmse": np.sqrt(mse),
+            "rmse_time_mean": safe_ratio(self.sum_rmse, self.n_fields),
+            "acc": safe_ratio(self.sum_acc, self.n_acc),
+        }
+
+
+def _one_shot(
+    forecast: ArrayLike,
+    analysis: ArrayLike,
+    lat: ArrayLike,
+    climatology: ArrayLike | None,
+    axis: Axis,
+) -> dict[str, FloatArray]:
+    f = as_float(forecast, "forecast")
+    if f.ndim < 2:
+        raise ValueError(f"fields must be [..., lat, lon], got shape {f.shape}")
+    acc = GriddedAccumulator(as_float(lat, "lat"), kept_shape(f.shape[:-2], axis))
+    return acc.update(f, analysis, climatology, axis=axis).result()
+
+
+def weighted_rmse(
+    forecast: ArrayLike, analysis: ArrayLike, lat: ArrayLike, *, axis: Axis = None
+) -> FloatArray:
+    """Latitude-weighted RMSE, sqrt of the time mean (over ``axis``) of the field MSEs."""
+    return _one_shot(forecast, analysis, lat, None, axis)["rmse"]
+
+
+def weighted_acc(
+    forecast: ArrayLike,
+    analysis: ArrayLike,
+    climatology: ArrayLike,
+    lat: ArrayLike,
+    *,
+    axis: Axis = None,
+) -> FloatArray:
+    """Latitude-weighted anomaly correlation, the time mean (over ``axis``) of field ACCs."""
+    return _one_shot(forecast, analysis, lat, climatology, axis)["acc"]
