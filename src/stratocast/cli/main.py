@@ -13,6 +13,11 @@ from typing import Any
 from stratocast.cli import stages
 from stratocast.cli.run_config import RunConfig, RunPaths, load_run
 from stratocast.config import ConfigError
+from stratocast.train import slurm
+from stratocast.train.dcp_checkpoint import ResumeError
+from stratocast.train.launch import add_resume_flags
+from stratocast.train.parallel import ParallelError
+from stratocast.train.preempt import Preempted
 
 StageFn = Callable[[RunConfig, RunPaths, bool], Any]
 
@@ -35,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
         sp.add_argument("--workdir", default=None, help="override the config's workdir")
         sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        if name == "train":
+            add_resume_flags(sp)
+        if name == "verify":
+            stages.add_verify_arguments(sp)
+    slurm.add_parser(sub)
     return p
 
 
@@ -57,14 +67,24 @@ def demo(cfg: RunConfig, paths: RunPaths, progress: bool) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "slurm":
+        return slurm.command(args)
+    if args.command == "verify" and args.forecast is not None:
+        return stages.verify_paths_command(args)
     try:
         cfg, paths = load_run(args.config, args.workdir)
         progress = not args.no_progress
         if args.command == "demo":
             demo(cfg, paths, progress)
+        elif args.command == "train":
+            stages.train(cfg, paths, progress, from_step=args.from_step, fresh=args.fresh)
         else:
             STAGES[args.command][0](cfg, paths, progress)
-    except (ConfigError, stages.StageError) as err:
+    except Preempted as stop:
+        # Checkpointed on SIGTERM/SIGUSR1: the requeue code tells the launcher to run us again.
+        print(f"stratocast {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except (ConfigError, stages.StageError, ResumeError, ParallelError) as err:
         print(f"stratocast {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

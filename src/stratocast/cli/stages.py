@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,11 +94,22 @@ def shards(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
     )
 
 
-def train(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
+def train(
+    cfg: RunConfig,
+    paths: RunPaths,
+    progress: bool = True,
+    from_step: int | None = None,
+    fresh: bool = False,
+) -> Path:
+    """Train, or resume from the newest complete checkpoint in ``<workdir>/train/checkpoints``
+    (``from_step``: roll back to that one; ``fresh``: discard them). Works alone or under
+    torchrun; on a preemption signal it raises ``Preempted`` after checkpointing."""
     from stratocast.train.trainer import train as run_train
 
     _require(paths.shards, "shards", "shards")
-    ckpt = run_train(cfg.train, paths.shards, paths.train, progress=progress)
+    ckpt = run_train(
+        cfg.train, paths.shards, paths.train, progress=progress, from_step=from_step, fresh=fresh
+    )
     print(f"checkpoint: {ckpt}")
     return ckpt
 
@@ -126,3 +138,45 @@ def verify(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
     )
     print(f"report: {result.report_path}")
     return Path(result.report_path)
+
+
+def add_verify_arguments(sp: argparse.ArgumentParser) -> None:
+    """``verify --forecast F --obs O --reference R [--out D]``, besides the ``--config`` form."""
+    sp.add_argument("--forecast", type=Path, default=None, help="forecast Zarr store to score")
+    sp.add_argument(
+        "--obs", type=Path, default=None, help="observation store dir or WeatherReal .nc"
+    )
+    sp.add_argument(
+        "--reference",
+        default="persistence",
+        help="skill reference: 'persistence', 'climatology' or a second forecast Zarr",
+    )
+    sp.add_argument("--out", type=Path, default=Path("verify-out"), help="output directory")
+    sp.add_argument(
+        "--stations", type=Path, default=None, help="catalogue CSV: score its role 'verify' rows"
+    )
+
+
+def verify_paths_command(args: argparse.Namespace) -> int:
+    """Run the ``--forecast/--obs/--reference`` form; 2 with a message on bad input."""
+    import sys
+
+    from stratocast.verify.matching import VerifyInputError
+    from stratocast.verify.run import verify_paths
+
+    if args.obs is None:
+        print("stratocast verify: error: --forecast needs --obs", file=sys.stderr)
+        return 2
+    try:
+        result = verify_paths(
+            args.forecast, args.obs, args.reference, args.out, None, args.stations
+        )
+    except VerifyInputError as err:
+        print(f"stratocast verify: error: {err}", file=sys.stderr)
+        return 2
+    skipped = result.attrs.get("skipped", {})
+    for var, why in skipped.items() if isinstance(skipped, dict) else ():
+        print(f"skipped {var}: {why}")
+    print(result.rmse_table().to_string(index=False))
+    print(f"report: {result.report_path}")
+    return 0

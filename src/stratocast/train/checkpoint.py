@@ -1,13 +1,17 @@
-"""Self-describing checkpoints: weights + model config + geometry + statistics + version.
+"""Self-describing inference weights: weights + model config + geometry + statistics + version.
 
 Everything needed to run the model is inside, so a forecast never depends on a config file
-that may have changed since training. Written to a temporary file and renamed, so a crash
-while saving never damages the previous checkpoint.
+that may have changed since training. Two forms with the same content: ``model.pt`` (one
+torch file) and ``model.safetensors`` (weights only, loadable without pickle) with
+``model.json`` beside it (everything else). Both are written to temporary files and renamed,
+so a crash while saving never damages the previous export. (The resumable training state is
+a different thing: see dcp_checkpoint.py.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +28,90 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def save_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    model_name: str,
-    model_options: dict[str, Any],
-    geometry: Geometry,
-    extra: dict[str, Any],
-) -> None:
+def _description(
+    model_name: str, model_options: dict[str, Any], geometry: Geometry, extra: dict[str, Any]
+) -> dict[str, Any]:
     geo = {
         f.name: (v.tolist() if isinstance(v := getattr(geometry, f.name), np.ndarray) else v)
         for f in dataclasses.fields(geometry)
     }
-    payload = {
+    return {
         "format": FORMAT,
         "stratocast_version": stratocast.__version__,
         "model_name": model_name,
         "model_options": model_options,
         "geometry": geo,
-        "state_dict": model.state_dict(),
         **extra,
     }
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module | dict[str, torch.Tensor],
+    model_name: str,
+    model_options: dict[str, Any],
+    geometry: Geometry,
+    extra: dict[str, Any],
+) -> None:
+    """``model``: the module or its full state dict (e.g. gathered from FSDP shards)."""
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    payload = {**_description(model_name, model_options, geometry, extra), "state_dict": state}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
 
 
+def export_safetensors(
+    path: Path,
+    state_dict: dict[str, torch.Tensor],
+    model_name: str,
+    model_options: dict[str, Any],
+    geometry: Geometry,
+    extra: dict[str, Any],
+) -> Path:
+    """Write ``path`` (.safetensors, the weights) and the same name with .json (the rest)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta_path = path.with_suffix(".json")
+    description = _description(model_name, model_options, geometry, extra)
+    tmp_meta = meta_path.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(description, indent=1))
+    tmp = path.with_suffix(".safetensors.tmp")
+    # safetensors refuses shared storage and non-contiguous views; a copy per tensor is cheap.
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}, tmp)
+    tmp.replace(path)
+    tmp_meta.replace(meta_path)
+    return path
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: its description {meta_path.name} is missing beside it")
+    try:
+        payload: dict[str, Any] = json.loads(meta_path.read_text())
+        payload["state_dict"] = load_file(path)
+    except (json.JSONDecodeError, SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    return payload
+
+
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, Any]]:
+    """Read ``model.pt`` or ``model.safetensors`` (+ its ``model.json``)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: run `stratocast train` first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file; name the file
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if path.suffix == ".safetensors":
+        payload = _read_safetensors(path)
+    else:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a damaged file; name the file
+            raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {payload.get('format')!r}, expected {FORMAT!r}")
     g = payload["geometry"]

@@ -9,6 +9,7 @@ then the last analysis is rolled forward.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from stratocast.models.base import ForecastModel
 
@@ -35,6 +36,21 @@ def cycle_and_rollout(
         state = model.step(state, clock[:, n_hist - 1 + j])
         states.append(state)
     return torch.stack(states, dim=1)
+
+
+class Rollout(nn.Module):
+    """The training forward as one module call, so DDP and FSDP hooks see it (models expose
+    ``analyse``/``step``, not ``forward``). Parameters live under ``model.``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, obs: torch.Tensor, obs_mask: torch.Tensor, clock: torch.Tensor, rollout: int
+    ) -> torch.Tensor:
+        fm: ForecastModel = self.model  # type: ignore[assignment]
+        return cycle_and_rollout(fm, obs, obs_mask, clock, rollout)
 
 
 def latitude_weights(lat_deg: torch.Tensor) -> torch.Tensor:

@@ -1,28 +1,58 @@
-"""Single-process trainer: seeded, resumable, multi-step rollout with a curriculum.
+"""Trainer: seeded, resumable, multi-step rollout with a curriculum, on 1 to N processes.
 
-Model code stays single-device; parallel strategies wrap it from outside (a later layer).
+Model code stays single-device; ``parallel.parallelize`` wraps it for DDP or FSDP2 from
+outside. The same config trains on one CPU or under ``torchrun`` on many GPUs; only
+``train.parallel`` changes (and ``batch_size``/``grad_accum`` if the global batch is to stay).
+
+Determinism: initialisation is seeded with ``seed`` (the same on every rank), the data order
+with (``seed``, epoch) in the sampler, and any noise with (``seed``, rank); so the same seed and
+world size give the same loss curve, bitwise on CPU, also across a resume.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+import random
+import shutil
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import Field, model_validator
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from tqdm import tqdm
 
 from stratocast.config import ComponentConfig
 from stratocast.loader.dataset import ShardStore, WindowSpec
 from stratocast.loader.prefetch import PrefetchLoader
 from stratocast.loader.sampler import WindowSampler
-from stratocast.models.base import ForecastModel, Geometry, build_model
-from stratocast.train.checkpoint import save_checkpoint
+from stratocast.models.base import Geometry, build_model
+from stratocast.train.checkpoint import export_safetensors, save_checkpoint
 from stratocast.train.cycle import cycle_and_rollout, latitude_weights, weighted_mse
+from stratocast.train.dcp_checkpoint import (
+    CheckpointConfig,
+    Checkpointer,
+    ResumeError,
+    complete_steps,
+    set_rng_state,
+)
+from stratocast.train.monitor import Monitor, StepTimer, device_stats
+from stratocast.train.parallel import (
+    CommTimer,
+    DistInfo,
+    ParallelConfig,
+    init_distributed,
+    parallelize,
+    shutdown_distributed,
+)
+from stratocast.train.preempt import Preempted, PreemptionFlag
 
 
 class ModelConfig(ComponentConfig):
@@ -46,7 +76,10 @@ class TrainConfig(ComponentConfig):
     val_start: str = "2000-11-01T00"
     val_end: str = "2000-11-15T18"
     steps: int = Field(default=1200, ge=1)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=8, ge=1)  # micro-batch: samples per process per pass
+    grad_accum: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    # Optional statement of batch_size x grad_accum x world size, checked when given.
+    global_batch: int | None = Field(default=None, ge=1)
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     warmup_steps: int = Field(default=50, ge=0)
@@ -63,12 +96,53 @@ class TrainConfig(ComponentConfig):
     precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     log_every: int = Field(default=50, ge=1)
+    val_every: int = Field(default=0, ge=0)  # validation RMSE every N steps; 0: at the end
+    tensorboard: bool = True
+    parallel: ParallelConfig = ParallelConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
 
     @model_validator(mode="after")
     def _periods(self) -> TrainConfig:
         if np.datetime64(self.train_end) <= np.datetime64(self.train_start):
             raise ValueError(f"train_end {self.train_end} is not after train_start")
         return self
+
+    @model_validator(mode="after")
+    def _batch(self) -> TrainConfig:
+        if self.global_batch is not None and self.global_batch != self.effective_global_batch:
+            p = self.parallel
+            raise ValueError(
+                f"global_batch {self.global_batch} != batch_size {self.batch_size} x grad_accum "
+                f"{self.grad_accum} x world size {p.world_size} ({p.nodes} node(s) x "
+                f"{p.procs_per_node} process(es)) = {self.effective_global_batch}"
+            )
+        return self
+
+    @property
+    def effective_global_batch(self) -> int:
+        return self.batch_size * self.grad_accum * self.parallel.world_size
+
+
+# Settings a resumed run may change: how it runs, not what it learns. The global batch is
+# compared separately (micro-batch and accumulation may change with the world size).
+_RUNTIME_FIELDS = {
+    "batch_size",
+    "grad_accum",
+    "global_batch",
+    "prefetch_depth",
+    "threads",
+    "log_every",
+    "val_every",
+    "tensorboard",
+    "parallel",
+    "checkpoint",
+}
+
+
+def _learning_fields(cfg: TrainConfig) -> dict[str, Any]:
+    d = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RUNTIME_FIELDS}
+    d["effective_global_batch"] = cfg.effective_global_batch
+    return d
 
 
 def geometry_from_store(store: ShardStore) -> Geometry:
@@ -97,6 +171,16 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _noise_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 @torch.no_grad()
@@ -130,90 +214,353 @@ def validate(
     return {c: rmse[:, k].tolist() for k, c in enumerate(store.manifest.channels)}
 
 
-def train(cfg: TrainConfig, shards: Path, out: Path, progress: bool = True) -> Path:
-    """Train and write ``out/model.pt``; returns its path. Metrics go to ``out/metrics.jsonl``."""
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+def _full_model_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The forecast model's whole state dict on rank 0 (CPU); empty on the other ranks under
+    FSDP. A collective under FSDP: every rank calls it."""
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(module, options=opts)
+    prefix = "model."  # see parallel.Rollout
+    return {
+        k[len(prefix) :]: v
+        for k, v in full.items()
+        if k.startswith(prefix) and isinstance(v, torch.Tensor)
+    }
+
+
+def _clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads)
+    # FSDP gradients are shards (DTensors): their norm is partial until reduced over ranks.
+    full = getattr(total, "full_tensor", None)
+    if full is not None:
+        total = full()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
+def _no_sync(module: nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
+    """Skip the gradient collective on all but the last micro-batch of an accumulation."""
+    if sync:
+        return contextlib.nullcontext()
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        return module.no_sync()
+    set_sync = getattr(module, "set_requires_gradient_sync", None)  # FSDP2
+    if set_sync is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def fsdp_no_sync() -> Iterator[None]:
+        set_sync(False)
+        try:
+            yield
+        finally:
+            set_sync(True)
+
+    return fsdp_no_sync()
+
+
+@dataclass
+class _Run:
+    """What one training run holds; built by _setup, used by the loop."""
+
+    cfg: TrainConfig
+    out: Path
+    dist: DistInfo
+    store: ShardStore
+    geometry: Geometry
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    loader: PrefetchLoader
+    ckpt: Checkpointer
+    comm: CommTimer
+    lat_w: torch.Tensor
+    step: int = 0
+    eval_model: nn.Module | None = None
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.cfg.batch_size,
+            "grad_accum": self.cfg.grad_accum,
+            "train_config": self.cfg.model_dump(mode="json"),
+        }
+
+    def save(self, step: int, extra: dict[str, Any] | None = None) -> None:
+        meta = {**self.checkpoint_meta(), **(extra or {})}
+        self.ckpt.save(step, self.module, self.opt, self.loader.state_dict(), meta)
+
+    def validate(self) -> dict[str, list[float]] | None:
+        """RMSE on the validation period, computed on rank 0 from a gathered copy (the
+        training module may be sharded); None on the other ranks."""
+        full = _full_model_state(self.module)
+        result = None
+        if self.dist.is_main:
+            if self.eval_model is None:
+                cfg = self.cfg
+                self.eval_model = build_model(cfg.model.name, self.geometry, cfg.model.options())
+            self.eval_model.load_state_dict(full)
+            result = validate(self.eval_model, self.store, self.cfg)
+        if self.dist.distributed:
+            dist.barrier()
+        return result
+
+
+def _setup(cfg: TrainConfig, shards: Path, out: Path, dist_info: DistInfo) -> _Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
+    _seed_all(cfg.seed)  # the same initial weights on every rank
     store = ShardStore(shards)
     geometry = geometry_from_store(store)
     model = build_model(cfg.model.name, geometry, cfg.model.options())
-    fm: ForecastModel = model  # type: ignore[assignment]
-    spec = WindowSpec(cfg.history, cfg.rollout)
-    sampler = WindowSampler(
-        store.indices(cfg.train_start, cfg.train_end, spec), cfg.batch_size, cfg.seed
-    )
-    loader = PrefetchLoader(sampler, lambda i: store.batch(i, spec), depth=cfg.prefetch_depth)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    comm = CommTimer()
+    module = parallelize(model, cfg.parallel, dist_info, cfg.precision, comm)
+    named = list(module.named_parameters())  # after sharding: the optimizer steps the shards
     opt = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
+            {"params": [p for _, p in named if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for _, p in named if p.ndim <= 1], "weight_decay": 0.0},
         ],
         lr=cfg.lr,
     )
+    spec = WindowSpec(cfg.history, cfg.rollout)
+    sampler = WindowSampler(
+        store.indices(cfg.train_start, cfg.train_end, spec),
+        cfg.batch_size,
+        cfg.seed,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+    )
+    loader = PrefetchLoader(
+        sampler,
+        lambda i: store.batch(i, spec),
+        depth=cfg.prefetch_depth,
+        pin_memory=dist_info.device.type == "cuda",
+    )
     lat_w = latitude_weights(torch.tensor(store.manifest.lat, dtype=torch.float32))
-    device = torch.device("cpu")  # multi-device placement belongs to parallelize(), later
-    log = (out / "metrics.jsonl").open("w")
-    bar = tqdm(total=cfg.steps, desc="train", disable=not progress, unit="step")
-    t_last = time.perf_counter()
-    step = 0
-    for batch in loader:
-        k = _rollout_at(cfg, step)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, step)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            pred = cycle_and_rollout(fm, batch["obs"], batch["obs_mask"], batch["clock"], k)
-        target = batch["target"][:, : cfg.history + k]
-        per_step = weighted_mse(pred.float(), target, lat_w)
-        loss = per_step.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            record = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "loss_per_step": [float(x) for x in per_step.detach()],
-                "grad_norm": float(gnorm),
-                "lr": _lr_at(cfg, step - 1),
-                "rollout": k,
-                "samples_per_s": cfg.log_every * cfg.batch_size / (now - t_last),
-                **loader.metrics.snapshot(),
-            }
-            t_last = now
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", k=k)
-        if step >= cfg.steps:
-            break
-    loader.close()
-    bar.close()
-    val = validate(model, store, cfg)
-    log.write(json.dumps({"step": step, "val_rmse": val}) + "\n")
-    log.close()
-    path = out / "model.pt"
-    save_checkpoint(
-        path,
-        model,
+    return _Run(
+        cfg=cfg,
+        out=out,
+        dist=dist_info,
+        store=store,
+        geometry=geometry,
+        module=module,
+        opt=opt,
+        loader=loader,
+        ckpt=Checkpointer(out / "checkpoints", cfg.checkpoint, dist_info),
+        comm=comm,
+        lat_w=lat_w.to(dist_info.device),
+    )
+
+
+def _resume(run: _Run, from_step: int | None) -> None:
+    """Roll back to ``from_step`` (deleting later checkpoints) or forward to the newest
+    complete checkpoint; a fresh start when there is none."""
+    root = run.ckpt.root
+    if from_step is not None:
+        if from_step not in complete_steps(root):
+            raise ResumeError(
+                f"--from-step {from_step}: no complete checkpoint for that step in {root}; "
+                f"complete ones: {complete_steps(root)}"
+            )
+        run.ckpt.drop_after(from_step)
+        step: int | None = from_step
+    else:
+        have = complete_steps(root)
+        step = have[-1] if have else None
+    if step is None:
+        torch.manual_seed(_noise_seed(run.cfg.seed, run.dist.rank))
+        return
+    restored = run.ckpt.restore(step, run.module, run.opt, run.cfg.batch_size)
+    saved = restored.meta["train_config"]
+    saved_cfg = TrainConfig.model_validate(saved)
+    mine, theirs = _learning_fields(run.cfg), _learning_fields(saved_cfg)
+    differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if differ:
+        raise ResumeError(
+            f"the checkpoint at step {step} in {root} was trained with a different "
+            f"configuration ({', '.join(differ)} differ); start afresh with --fresh or in "
+            "another output directory"
+        )
+    run.loader.load_state_dict(restored.loader_state)
+    if restored.rng_state is not None:
+        set_rng_state(restored.rng_state)
+    else:  # a rank that did not exist when the checkpoint was saved
+        torch.manual_seed(_noise_seed(run.cfg.seed, run.dist.rank))
+    run.step = step
+
+
+def _export(run: _Run, val: dict[str, list[float]] | None) -> Path:
+    """Inference weights: model.pt (what the forecaster reads) and model.safetensors with
+    model.json, from rank 0."""
+    full = _full_model_state(run.module)
+    path = run.out / "model.pt"
+    if not run.dist.is_main:
+        return path
+    cfg, m = run.cfg, run.store.manifest
+    extra = {
+        "step": run.step,
+        "train_config": cfg.model_dump(mode="json"),
+        "grid_stats": vars(m.grid_stats),
+        "obs_stats": vars(m.obs_stats),
+        "time_step_hours": m.time_step_hours,
+        "history": cfg.history,
+        "val_rmse": val,
+    }
+    save_checkpoint(path, full, cfg.model.name, cfg.model.options(), run.geometry, extra)
+    export_safetensors(
+        run.out / "model.safetensors",
+        full,
         cfg.model.name,
         cfg.model.options(),
-        geometry,
-        {
-            "step": step,
-            "train_config": cfg.model_dump(),
-            "grid_stats": vars(store.manifest.grid_stats),
-            "obs_stats": vars(store.manifest.obs_stats),
-            "time_step_hours": store.manifest.time_step_hours,
-            "history": cfg.history,
-            "val_rmse": val,
-        },
+        run.geometry,
+        extra,
     )
     return path
+
+
+def _train_step(
+    run: _Run, batches: Iterator[dict[str, torch.Tensor]], timer: StepTimer, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``grad_accum`` micro-batches → (local loss per rollout step
+    averaged over the micro-batches, gradient norm)."""
+    cfg, dev = run.cfg, run.dist.device
+    lr = _lr_at(cfg, run.step)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    # FSDP's mixed-precision policy casts itself; elsewhere bf16 is autocast over fp32 weights.
+    fsdp = run.dist.distributed and cfg.parallel.strategy == "fsdp"
+    autocast = cfg.precision == "bf16" and not fsdp
+    run.opt.zero_grad(set_to_none=True)
+    per_step_sum = torch.zeros(cfg.history + k, device=dev)
+    for micro in range(cfg.grad_accum):
+        with timer.phase("data"):
+            batch = {key: v.to(dev, non_blocking=True) for key, v in next(batches).items()}
+        with _no_sync(run.module, micro == cfg.grad_accum - 1):
+            with timer.phase("forward"):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    pred = run.module(batch["obs"], batch["obs_mask"], batch["clock"], k)
+                target = batch["target"][:, : cfg.history + k]
+                per_step = weighted_mse(pred.float(), target, run.lat_w)
+                loss = per_step.mean() / cfg.grad_accum
+            with timer.phase("backward"):
+                loss.backward()
+        per_step_sum += per_step.detach()
+    with timer.phase("optimizer"):
+        params = [p for p in run.module.parameters()]
+        gnorm = _clip_grad_norm(params, cfg.grad_clip)
+        run.opt.step()
+    return per_step_sum / cfg.grad_accum, gnorm
+
+
+def _agree(run: _Run, per_step: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
+    """The loss averaged over ranks (for the log) and whether any rank was signalled: one
+    all-reduce per step, so every rank stops at the same step boundary."""
+    packed = torch.cat([per_step, torch.tensor([float(stop)], device=per_step.device)])
+    if run.dist.distributed:
+        dist.all_reduce(packed)  # gloo has no AVG: sum, then divide
+        packed[:-1] /= run.dist.world_size
+    return packed[:-1].cpu(), bool(packed[-1] > 0)
+
+
+def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
+    """Train to ``cfg.steps``; returns the name of the signal that stopped it early, if any."""
+    cfg = run.cfg
+    timer = StepTimer()
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="train", unit="step", disable=not progress)
+    batches = iter(run.loader)
+    t_last = time.perf_counter()
+    steps_since_log = 0
+    try:
+        with PreemptionFlag() as flag:
+            while run.step < cfg.steps:
+                k = _rollout_at(cfg, run.step)
+                lr = _lr_at(cfg, run.step)
+                per_step, gnorm = _train_step(run, batches, timer, k)
+                run.step += 1
+                steps_since_log += 1
+                with timer.phase("communication"):
+                    per_step, stop = _agree(run, per_step, flag.raised)
+                timer.step()
+                bar.update(1)
+                if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = steps_since_log * cfg.effective_global_batch / (now - t_last)
+                    allreduce_ms = 1e3 * run.comm.take() / steps_since_log
+                    t_last, steps_since_log = now, 0
+                    record: dict[str, Any] = {
+                        "loss": float(per_step.mean()),
+                        "loss_per_step": [float(x) for x in per_step],
+                        "grad_norm": float(gnorm),
+                        "lr": lr,
+                        "rollout": k,
+                        "samples_per_s": rate,
+                        **run.loader.metrics.snapshot(),
+                        **timer.snapshot(),
+                        # DDP's bucketed gradient all-reduce, overlapping the backward
+                        "time/grad_allreduce_ms": allreduce_ms,
+                        **device_stats(),
+                    }
+                    monitor.scalars(run.step, record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", k=k)
+                if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.steps:
+                    val = run.validate()
+                    if val is not None:
+                        monitor.scalars(run.step, {"val_rmse": val})
+                if stop:
+                    signal_name = flag.signal_name or "a signal on another rank"
+                    run.save(run.step, {"preempted_by": signal_name})
+                    return signal_name
+                every = cfg.checkpoint.every
+                if every and run.step % every == 0 and run.step < cfg.steps:
+                    run.save(run.step)
+    finally:
+        bar.close()
+        run.loader.close()
+    return None
+
+
+def train(
+    cfg: TrainConfig,
+    shards: Path,
+    out: Path,
+    progress: bool = True,
+    from_step: int | None = None,
+    fresh: bool = False,
+) -> Path:
+    """Train (or resume) and write ``out/model.pt`` (+ ``model.safetensors``/``model.json``);
+    returns the model.pt path. Metrics go to ``out/metrics.jsonl`` (and TensorBoard), resumable
+    state to ``out/checkpoints/``.
+
+    Resumes from the newest complete checkpoint unless ``fresh`` (which deletes them);
+    ``from_step`` rolls back to that checkpoint and deletes the later ones. On SIGTERM/SIGUSR1
+    it saves at the next step boundary and raises :class:`Preempted` (exit code inside).
+    """
+    if fresh and from_step is not None:
+        raise ValueError("--fresh and --from-step exclude each other")
+    dist_info = init_distributed(cfg.parallel)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if fresh and dist_info.is_main:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        if dist_info.distributed:
+            dist.barrier()
+        run = _setup(cfg, shards, out, dist_info)
+        _resume(run, from_step)
+        # Records after the checkpoint (from an interrupted run) are redone: drop them.
+        start = run.step + 1 if run.step else 0
+        with Monitor(out, dist_info.rank, tensorboard=cfg.tensorboard, start_step=start) as mon:
+            stopped_by = _loop(run, mon, progress)
+            if stopped_by is not None:
+                run.ckpt.wait()
+                raise Preempted(run.step, stopped_by, cfg.checkpoint.requeue_exit_code)
+            if run.step not in complete_steps(run.ckpt.root):
+                run.save(run.step)
+            val = run.validate()
+            if val is not None:
+                mon.scalars(run.step, {"val_rmse": val})
+            path = _export(run, val)
+            run.ckpt.wait()
+        if dist_info.distributed:
+            dist.barrier()
+        return path
+    finally:
+        shutdown_distributed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class SphereConv(nn.Module):
@@ -22,8 +23,12 @@ class SphereConv(nn.Module):
 
 
 class ResBlock(nn.Module):
+    """The repeated unit: activation checkpointing and FSDP sharding apply per block (the
+    training layer finds blocks by their ``activation_checkpointing`` switch)."""
+
     def __init__(self, c: int) -> None:
         super().__init__()
+        self.activation_checkpointing = False
         self.norm = nn.GroupNorm(min(8, c), c)
         self.conv1 = SphereConv(c, c)
         self.conv2 = SphereConv(c, c)
@@ -31,6 +36,12 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.conv.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            out: torch.Tensor = checkpoint(self._forward, x, use_reentrant=False)
+            return out
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(F.gelu(self.conv1(F.gelu(self.norm(x)))))
         return x + h
 
