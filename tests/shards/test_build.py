@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from stratocast.loader.dataset import ShardStore
 from stratocast.shards.build import ShardsConfig, build, finalise, init, load_part, part_range
 from stratocast.shards.layout import GRID, OBS, Manifest, ShardError, load_manifest
 
@@ -16,7 +17,7 @@ def test_grid_shards_hold_the_truth_with_sharding_codec(
     tiny_shards: tuple[Path, Manifest], tiny_truth: xr.Dataset
 ) -> None:
     root, m = tiny_shards
-    arr = zarr.open_array(str(root / GRID), path="state", mode="r")
+    arr = zarr.open_array(str(root / GRID), mode="r")
     assert arr.shape == (80, 6, 16, 32)
     assert arr.chunks == (1, 6, 16, 32)  # one training step per inner chunk
     assert arr.shards == (16, 6, 16, 32)
@@ -28,7 +29,7 @@ def test_obs_windows_take_the_latest_report_in_the_window(
     tiny_shards: tuple[Path, Manifest], tiny_obs: pd.DataFrame
 ) -> None:
     root, m = tiny_shards
-    values = zarr.open_array(str(root / OBS), path="values", mode="r")[...]
+    values = zarr.open_array(str(root / OBS), mode="r")[...]
     row = tiny_obs[(tiny_obs.variable == "t2m")].iloc[100]
     t = row.time.tz_localize(None).to_datetime64()
     i = m.time_index(t)
@@ -55,7 +56,7 @@ def test_window_bounds_are_open_left_closed_right(
         }
     )
     m = build(tiny_shards_cfg, tiny_truth, obs, tmp_path / "s", progress=False)
-    values = zarr.open_array(str(tmp_path / "s" / OBS), path="values", mode="r")[...]
+    values = zarr.open_array(str(tmp_path / "s" / OBS), mode="r")[...]
     i = m.time_index(t0.tz_localize(None).to_datetime64())
     assert values[i, 0, 0] == 282.0  # latest in (t-6h, t]
     assert values[i - 1, 0, 0] == 280.0  # t-6h belongs to the previous window
@@ -88,8 +89,8 @@ def test_parts_in_any_order_give_the_same_store(
     m3 = finalise(tiny_shards_cfg, three)
     m1 = load_manifest(one)
     assert m3.grid_stats == m1.grid_stats
-    a = zarr.open_array(str(one / GRID), path="state", mode="r")[...]
-    b = zarr.open_array(str(three / GRID), path="state", mode="r")[...]
+    a = zarr.open_array(str(one / GRID), mode="r")[...]
+    b = zarr.open_array(str(three / GRID), mode="r")[...]
     np.testing.assert_array_equal(a, b)
 
 
@@ -117,8 +118,33 @@ def test_manifest_of_another_layout_version_is_refused(
 ) -> None:
     root, _ = tiny_shards
     text = (
-        (root / "manifest.json").read_text().replace('"layout_version": 1', '"layout_version": 99')
+        (root / "manifest.json").read_text().replace('"layout_version": 2', '"layout_version": 99')
     )
     (tmp_path / "manifest.json").write_text(text)
     with pytest.raises(ShardError, match="layout version 99"):
         load_manifest(tmp_path)
+
+
+def test_chunk_geometry_is_configurable_and_checksummed(
+    tmp_path: Path,
+    tiny_truth: xr.Dataset,
+    tiny_obs: pd.DataFrame,
+    tiny_shards_cfg: ShardsConfig,
+    tiny_shards: tuple[Path, Manifest],
+) -> None:
+    cfg = tiny_shards_cfg.model_copy(
+        update={"chunk_steps": 2, "channel_group": 4, "tile": (8, 16), "compression": "none"}
+    )
+    m = build(cfg, tiny_truth, tiny_obs, tmp_path / "g", progress=False)
+    arr = zarr.open_array(str(tmp_path / "g" / GRID), mode="r")
+    assert arr.chunks == (2, 4, 8, 16)
+    assert arr.shards == (16, 8, 16, 32)  # 6 channels in groups of 4: padded to whole chunks
+    spec = m.arrays[GRID]
+    assert spec.chunk_shape == [2, 4, 8, 16] and spec.shard_nbytes and spec.recorded
+    assert len(spec.checksums) == 40 * 2 * 2 * 2  # time chunks × channel groups × tiles
+    k = m.channels.index("z500")
+    np.testing.assert_array_equal(arr[33, k], tiny_truth["z500"].values[33])
+    root, _ = tiny_shards
+    np.testing.assert_array_equal(arr[...], zarr.open_array(str(root / GRID), mode="r")[...])
+    # The trainer's store reads both geometries (through the shard reader) identically.
+    np.testing.assert_array_equal(ShardStore(tmp_path / "g").state, ShardStore(root).state)

@@ -1,8 +1,9 @@
 """Training windows read from the shards: normalised observations in, dense states out.
 
-The shards of the demo fit in host memory, so the whole store is read once (the host tier);
-batches are then gathered with fancy indexing, which NumPy runs without the GIL held for the
-copy, so the prefetch thread overlaps with the training step.
+The shards of the demo fit in host memory, so the whole store is read once (the host tier)
+through the checksummed shard reader; batches are then gathered with fancy indexing, which
+NumPy runs without the GIL held for the copy, so the prefetch thread overlaps with the training
+step.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from stratocast.shards.layout import GRID, OBS, Manifest, ShardError, load_manifest
+from stratocast.shards.reader import ShardArrayReader
 
 
 def clock_features(times: np.ndarray) -> np.ndarray:
@@ -27,6 +28,13 @@ def clock_features(times: np.ndarray) -> np.ndarray:
     hour = (t - day).astype(np.int64) / 3600.0
     doy = (day - day.astype("datetime64[Y]")).astype(np.int64) + hour / 24.0
     return np.stack([hour, doy], axis=-1).astype(np.float32)
+
+
+def _read_all(root: Path, name: str) -> np.ndarray:
+    with ShardArrayReader(root, name) as reader:
+        out = np.empty(reader.shape, dtype=reader.dtype)
+        reader.read_block(0, reader.shape[0], out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,12 @@ class ShardStore:
         self.grid_std = np.asarray(gs.std, np.float32)[:, None, None]
         self.obs_mean = np.asarray(os_.mean, np.float32)
         self.obs_std = np.asarray(os_.std, np.float32)
-        state = np.asarray(zarr.open_array(str(root / GRID), path="state", mode="r")[...])
+        state = _read_all(root, GRID)
         if not np.all(np.isfinite(state)):
             bad = np.argwhere(~np.isfinite(state).all(axis=(1, 2, 3)))[:3].ravel().tolist()
             raise ShardError(f"{root / GRID}: missing or non-finite state at time steps {bad}")
         self.state = ((state - self.grid_mean) / self.grid_std).astype(np.float32)
-        obs = np.asarray(zarr.open_array(str(root / OBS), path="values", mode="r")[...])
+        obs = _read_all(root, OBS)
         self.clock = clock_features(self.manifest.times())
         self.obs_mask = np.isfinite(obs)
         self.obs = np.where(self.obs_mask, (obs - self.obs_mean) / self.obs_std, 0.0).astype(

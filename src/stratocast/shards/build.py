@@ -1,8 +1,13 @@
 """Restartable shard build: ``init`` → ``load_part(i, n)`` → ``finalise``.
 
 Each part covers whole shards along time, so parts never write the same object and can run
-in any order, in parallel, or again after a crash (idempotent). Statistics are computed in
-``finalise`` in one streamed pass over the training period.
+in any order, in parallel, or again after a crash (idempotent: every shard object is replaced
+atomically together with its checksum record). ``finalise`` gathers the per-chunk checksums
+into the manifest and computes the statistics in one streamed pass over the training period.
+
+The generic writer (``create_array``, ``write_block``, ``record_checksums``; see
+:mod:`stratocast.shards.writer`) is re-exported here for code that builds other sharded
+arrays, such as the loader benchmark's synthetic stores.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import xarray as xr
 import zarr
 from pydantic import Field
 from tqdm import tqdm
-from zarr.codecs import ZstdCodec
 
 from stratocast.config import ComponentConfig
 from stratocast.shards.layout import (
@@ -29,6 +33,7 @@ from stratocast.shards.layout import (
     load_manifest,
 )
 from stratocast.shards.stats import streamed_stats
+from stratocast.shards.writer import create_array, new_array, record_checksums, write_block
 from stratocast.vocab.variables import get as get_variable
 
 
@@ -37,14 +42,24 @@ class ShardsConfig(ComponentConfig):
     obs_variables: list[str] = Field(default=["t2m", "u10", "v10", "msl"], min_length=1)
     stats_start: str = "2000-01-01T00"
     stats_end: str = "2000-10-31T18"
-    shard_steps: int = Field(default=64, ge=1)
+    shard_steps: int = Field(default=64, ge=1)  # steps per shard object (object-store sized)
+    chunk_steps: int = Field(default=1, ge=1)  # steps per inner chunk: the training stride
+    channel_group: int | None = Field(default=None, ge=1)  # channels per chunk; None = all
+    tile: tuple[int, int] | None = None  # (lat, lon) extent of a chunk; None = whole grid
     compression: Literal["zstd", "none"] = "zstd"
 
 
-def _compressors(cfg: ShardsConfig) -> ZstdCodec | None:
-    if cfg.compression == "none":
-        return None
-    return ZstdCodec(level=3)
+__all__ = [
+    "ShardsConfig",
+    "build",
+    "create_array",
+    "finalise",
+    "init",
+    "load_part",
+    "part_range",
+    "record_checksums",
+    "write_block",
+]
 
 
 def init(
@@ -73,29 +88,26 @@ def init(
     n_t, n_c = len(times), len(cfg.channels)
     n_lat, n_lon = truth.sizes["lat"], truth.sizes["lon"]
     out.mkdir(parents=True, exist_ok=True)
-    zarr.create_array(
-        str(out / GRID),
-        name="state",
-        shape=(n_t, n_c, n_lat, n_lon),
-        chunks=(1, n_c, n_lat, n_lon),
-        shards=(cfg.shard_steps, n_c, n_lat, n_lon),
-        dtype="float32",
-        compressors=_compressors(cfg),
-        fill_value=np.nan,
-        dimension_names=["time", "channel", "lat", "lon"],
-        overwrite=True,
+    grid = new_array(
+        out,
+        GRID,
+        (n_t, n_c, n_lat, n_lon),
+        np.float32,
+        cfg.chunk_steps,
+        cfg.shard_steps,
+        cfg.compression,
+        ["time", "channel", "lat", "lon"],
+        chunk_inner=(cfg.channel_group or n_c, *(cfg.tile or (n_lat, n_lon))),
     )
-    zarr.create_array(
-        str(out / OBS),
-        name="values",
-        shape=(n_t, len(stations), len(cfg.obs_variables)),
-        chunks=(1, len(stations), len(cfg.obs_variables)),
-        shards=(cfg.shard_steps, len(stations), len(cfg.obs_variables)),
-        dtype="float32",
-        compressors=_compressors(cfg),
-        fill_value=np.nan,
-        dimension_names=["time", "slot", "variable"],
-        overwrite=True,
+    obs_arr = new_array(
+        out,
+        OBS,
+        (n_t, len(stations), len(cfg.obs_variables)),
+        np.float32,
+        cfg.chunk_steps,
+        cfg.shard_steps,
+        cfg.compression,
+        ["time", "slot", "variable"],
     )
     oro = truth["orography"].values if "orography" in truth else np.zeros((n_lat, n_lon))
     empty = ChannelStats(mean=[], std=[], diff_std=[])
@@ -118,6 +130,7 @@ def init(
         grid_stats=empty,
         obs_stats=empty,
         orography=np.asarray(oro, dtype=float).tolist(),
+        arrays={GRID: grid, OBS: obs_arr},
     )
     manifest.save(out)
     return manifest
@@ -176,8 +189,6 @@ def load_part(
 ) -> range:
     manifest = load_manifest(out)
     rng = part_range(manifest, cfg.shard_steps, part, n_parts)
-    grid = zarr.open_array(str(out / GRID), path="state", mode="r+")
-    obs_arr = zarr.open_array(str(out / OBS), path="values", mode="r+")
     bar = tqdm(
         range(rng.start, rng.stop, cfg.shard_steps),
         desc=f"shards part {part + 1}/{n_parts}",
@@ -190,21 +201,18 @@ def load_part(
             [truth[c].isel(time=slice(lo, hi)).values.astype(np.float32) for c in cfg.channels],
             axis=1,
         )
-        grid[lo:hi] = block
-        obs_arr[lo:hi] = _obs_windows(obs, manifest, range(lo, hi))
+        write_block(out, GRID, lo, block)
+        write_block(out, OBS, lo, _obs_windows(obs, manifest, range(lo, hi)))
     return rng
 
 
 def finalise(cfg: ShardsConfig, out: Path) -> Manifest:
+    # A part that never ran leaves shards absent: record_checksums names them and refuses.
+    record_checksums(out, GRID)
+    record_checksums(out, OBS)
     manifest = load_manifest(out)
-    grid = zarr.open_array(str(out / GRID), path="state", mode="r")
-    obs_arr = zarr.open_array(str(out / OBS), path="values", mode="r")
-    # A part that never ran leaves its chunks absent (they would read as NaN fill values).
-    if grid.nchunks_initialized < grid.nchunks:
-        raise ShardError(
-            f"{out / GRID}: {grid.nchunks - grid.nchunks_initialized} of {grid.nchunks} time "
-            "steps were never loaded; run the missing `load_part`s before finalising"
-        )
+    grid = zarr.open_array(str(out / GRID), mode="r")
+    obs_arr = zarr.open_array(str(out / OBS), mode="r")
     times = manifest.times()
     lo = int(np.searchsorted(times, np.datetime64(cfg.stats_start, "ns"), side="left"))
     hi = int(np.searchsorted(times, np.datetime64(cfg.stats_end, "ns"), side="right"))
