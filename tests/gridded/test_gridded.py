@@ -1,4 +1,4 @@
-"""Gridded reader and regridder against independent references.
+"""Gridded reader against independent references (the regridder: test_regrid.py).
 
 GRIB values are checked against ecCodes' own (lat, lon, value) triples for one message
 (``codes_grib_get_data``), converted to SI by hand here; NetCDF against the raw packed int16
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stratocast.gridded import GriddedFileError, open_gridded, regrid
+from stratocast.gridded import GriddedFileError, open_gridded
 from stratocast.gridded.lexicon import Target
 
 DATA = Path("/work/shared/data")
@@ -338,101 +338,3 @@ def test_forecast_store_single_lead_becomes_valid_time(tmp_path: Path) -> None:
     store2.to_zarr(tmp_path / "fc2.zarr", consolidated=False)
     with pytest.raises(GriddedFileError, match="2 lead times"):
         open_gridded(tmp_path / "fc2.zarr")
-
-
-# ---------------------------------------------------------------------------- regrid
-
-
-def _global(nlat: int, nlon: int, values: np.ndarray) -> xr.Dataset:
-    dlat, dlon = 180.0 / nlat, 360.0 / nlon
-    lat = -90.0 + dlat / 2 + dlat * np.arange(nlat)
-    lon = dlon * np.arange(nlon)
-    return xr.Dataset(
-        {"f": (("time", "lat", "lon"), values[None])},
-        coords={"time": [np.datetime64("2020-01-01", "ns")], "lat": lat, "lon": lon},
-    )
-
-
-def _area_mean(da: xr.DataArray) -> float:
-    lat = da["lat"].values
-    dlat = lat[1] - lat[0]
-    edges = np.clip(np.concatenate([lat - dlat / 2, [lat[-1] + dlat / 2]]), -90, 90)
-    w = np.diff(np.sin(np.deg2rad(edges)))  # uniform lon spacing: weight per row only
-    rows = da.isel(time=0).mean("lon").values
-    return float((rows * w).sum() / w.sum())
-
-
-def test_bilinear_exact_on_linear_in_lat() -> None:
-    src = _global(
-        18,
-        36,
-        np.broadcast_to((3.0 + 2.0 * (-85.0 + 10.0 * np.arange(18)))[:, None], (18, 36)).copy(),
-    )
-    tlat = np.linspace(-80.0, 80.0, 33)
-    tlon = np.linspace(0.0, 357.5, 144)
-    out = regrid(src, tlat, tlon, "bilinear")
-    expected = np.broadcast_to((3.0 + 2.0 * tlat)[:, None], (33, 144))
-    np.testing.assert_allclose(out["f"].isel(time=0).values, expected, rtol=1e-12)
-
-
-def test_bilinear_periodic_seam() -> None:
-    lon = 10.0 * np.arange(36)
-    values = np.broadcast_to(lon[None, :], (18, 36)).copy()  # 0 .. 350, jumps back at 360
-    src = _global(18, 36, values)
-    out = regrid(src, [-5.0, 5.0], [0.0, 5.0, 355.0, 359.0], "bilinear")
-    row = out["f"].isel(time=0, lat=0).values
-    # between 350 (value 350) and 360≡0 (value 0): linear across the seam, not NaN
-    np.testing.assert_allclose(row, [0.0, 5.0, 175.0, 35.0])
-
-
-def test_bilinear_regional_source_across_greenwich_leaves_gap_empty() -> None:
-    lon = np.array([0.0, 10.0, 20.0, 340.0, 350.0])
-    src = xr.Dataset(
-        {"f": (("time", "lat", "lon"), np.ones((1, 2, 5)))},
-        coords={"time": [np.datetime64("2020-01-01", "ns")], "lat": [0.0, 10.0], "lon": lon},
-    )
-    out = regrid(src, [2.0, 5.0], [5.0, 180.0, 355.0], "bilinear")["f"].isel(time=0, lat=1)
-    assert out.values[0] == 1.0 and out.values[2] == 1.0 and np.isnan(out.values[1])
-
-
-@pytest.mark.parametrize(
-    ("src_shape", "dst"), [((90, 180), (36, 72)), ((36, 72), (73, 144)), ((61, 120), (32, 64))]
-)
-def test_conservative_preserves_global_mean(
-    src_shape: tuple[int, int], dst: tuple[int, int]
-) -> None:
-    rng = np.random.default_rng(0)
-    nlat, nlon = src_shape
-    src = _global(nlat, nlon, 250.0 + 50.0 * rng.random(src_shape))
-    dlat = 180.0 / dst[0]
-    tlat = -90.0 + dlat / 2 + dlat * np.arange(dst[0])
-    tlon = (360.0 / dst[1]) * np.arange(dst[1]) + 1.3  # offset: cells straddle the seam
-    out = regrid(src, tlat, tlon, "conservative")
-    assert _area_mean(out["f"]) == pytest.approx(_area_mean(src["f"]), rel=1e-6)
-    const = regrid(_global(nlat, nlon, np.full(src_shape, 7.0)), tlat, tlon, "conservative")
-    np.testing.assert_allclose(const["f"].values, 7.0, rtol=1e-12)
-
-
-def test_conservative_ignores_missing_source_cells() -> None:
-    values = np.full((18, 36), 2.0)
-    values[0, 0] = np.nan
-    out = regrid(_global(18, 36, values), [-85.0, 0.0], [0.0, 180.0], "conservative")
-    np.testing.assert_allclose(out["f"].values, 2.0)
-
-
-def test_regrid_rejects_bad_target() -> None:
-    src = _global(18, 36, np.zeros((18, 36)))
-    with pytest.raises(ValueError, match="target_lon"):
-        regrid(src, [0.0, 10.0], [-10.0, 0.0])
-    with pytest.raises(ValueError, match="method"):
-        regrid(src, [0.0, 10.0], [0.0, 10.0], "nearest")  # type: ignore[arg-type]
-
-
-@needs_grib
-def test_real_field_regrid_to_training_grid() -> None:
-    ds = open_gridded(GRIB / "regular_ll_msl.grib")  # 1 deg, poles included
-    tlat = np.arange(-88.5, 90.0, 1.5)
-    tlon = np.arange(0.0, 360.0, 1.5)
-    out = regrid(ds, tlat, tlon, "conservative")
-    assert not np.isnan(out["msl"].values).any()
-    assert float(out["msl"].min()) > 9.0e4 and float(out["msl"].max()) < 1.1e5

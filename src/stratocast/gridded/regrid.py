@@ -1,24 +1,33 @@
 """Regrid canonical fields (``lat`` ascending, ``lon`` in [0, 360)) onto the training grid.
 
-Two methods, both for regular lat/lon source and target grids:
+Both methods come from ``xarray-regrid`` (:class:`xarray_regrid.Regridder`), a maintained,
+xarray-native regridder for rectilinear grids: no weight files, no ESMF build, works on
+numpy or dask arrays, and its separable per-axis weights are the right model for the regular
+lat/lon grids :func:`stratocast.gridded.open_gridded` produces.
 
-* ``bilinear``: :meth:`xarray.Dataset.interp` (linear in lat and lon). A global source is
-  padded with one wrapped column on each side first, so targets between the last meridian
-  (e.g. 359°) and 360° interpolate across the seam instead of becoming NaN. Targets outside
-  the source latitude range, or outside a regional source, are NaN (no extrapolation).
-* ``conservative``: first-order area-weighted remapping with exact cell overlaps. On a sphere
-  a lat/lon cell's area is ``R² Δλ Δ(sin φ)``, so the overlap of a target and a source cell is
-  the product of their longitude overlap (degrees, with periodic wrap) and their ``sin φ``
-  overlap: the weight matrix is separable, ``out = W_lat · x · W_lonᵀ / (covered area)``.
-  Cell edges are midpoints between centres, the outermost lat edges clamped to ±90°. Each
-  target value is the mean of the source over the part of the target cell that has valid
-  (non-NaN) source data, which preserves the area-weighted global mean exactly when both
-  grids are global. NaN where no valid source overlaps.
+* ``bilinear``: ``Regridder.linear`` (``xarray.Dataset.interp`` after the library's grid
+  formatting). NaN wherever a neighbour is NaN; no extrapolation beyond the source.
+* ``conservative``: ``Regridder.conservative`` — first-order area-weighted means. Per axis the
+  weight of a source cell in a target cell is their overlap (cell edges at midpoints between
+  centres, outer edges extrapolated by half a spacing); along latitude each source row is
+  further weighted by its band area ``sin(φ + Δφ/2) - sin(φ - Δφ/2)`` with one (median) Δφ.
+  That is exact for rows wholly inside a target cell; a row split between two target cells
+  is weighted by its whole-row mean cos φ instead of the mean over the overlapped part, a
+  second-order difference that only matters next to the poles (the tests bound it against
+  an exact sin-band overlap reference). A row centred on a pole gets zero weight.
+  NaN handling: ``skipna=True, nan_threshold=1.0`` — each target value is the mean over the
+  valid (non-NaN) part of its overlap; NaN only where no valid source overlaps it, and where
+  the target centre lies outside the source's centre range.
 
-Why not a library: ``xarray-regrid`` (the maintained xarray-native option) would add flox and
-numpy-groupies for what is ~40 lines of numpy here, and the separable overlap weights are exact
-for regular grids, which is the only kind :func:`stratocast.gridded.open_gridded` produces.
-Conservative remapping loads each variable into memory (fine for one time slab at a time).
+Seam and poles. For a global source (cells tile 360°) the library shifts the source longitudes
+into the target's window and pads wrapped columns on both sides, so targets between the last
+meridian (e.g. 359°) and 360° interpolate across the seam, and conservative cells straddling
+0° see both sides. Where a global source stops short of a pole (e.g. 89.5°) it adds a pole
+row holding the zonal mean of the nearest row (ESMF's ``Pole="all"``), so bilinear targets
+beyond the last row get a value instead of NaN. A regional source is NaN outside its extent;
+one that crosses 0° is first unrolled to a contiguous lon run (335..385) and regridded on a
+renamed longitude axis, because the library's wrap logic is meant for global grids and
+would otherwise fold the regional run back over the 25°..335° gap.
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import xarray as xr
+from xarray_regrid import Regridder
 
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["bilinear", "conservative"]
 
 _SEAM_TOL = 1e-6  # degrees
+_PLAIN_LON = "x_lon"  # a name the library does not recognise as longitude: no wrapping
 
 
 def regrid(
@@ -41,18 +52,28 @@ def regrid(
     target_lon: npt.ArrayLike,
     method: Method = "bilinear",
 ) -> xr.Dataset:
-    """Regrid every variable of ``ds`` with dims ``(..., lat, lon)`` onto the target centres."""
+    """Regrid every variable of ``ds`` with dims ``(..., lat, lon)`` onto the target centres.
+
+    Variables without both ``lat`` and ``lon`` are passed through unchanged.
+    """
+    if method not in ("bilinear", "conservative"):
+        raise ValueError(f"unknown regrid method {method!r}; use 'bilinear' or 'conservative'")
     tlat = _check_axis(np.asarray(target_lat, dtype=np.float64), "target_lat", -90.0, 90.0)
     tlon = _check_axis(np.asarray(target_lon, dtype=np.float64), "target_lon", 0.0, 360.0)
-    slat = _check_axis(np.asarray(ds["lat"].values, dtype=np.float64), "ds.lat", -90.0, 90.0)
+    _check_axis(np.asarray(ds["lat"].values, dtype=np.float64), "ds.lat", -90.0, 90.0)
     _check_axis(np.asarray(ds["lon"].values, dtype=np.float64), "ds.lon", 0.0, 360.0)
-    ds = _contiguous(ds)
-    slon = np.asarray(ds["lon"].values, dtype=np.float64)
-    if method == "bilinear":
-        return _bilinear(ds, slon, tlat, tlon)
-    if method == "conservative":
-        return _conservative(ds, slat, slon, tlat, tlon)
-    raise ValueError(f"unknown regrid method {method!r}; use 'bilinear' or 'conservative'")
+    gridded = [n for n, da in ds.data_vars.items() if "lat" in da.dims and "lon" in da.dims]
+    src = _contiguous(ds[gridded])
+    slon = np.asarray(src["lon"].values, dtype=np.float64)
+    if _is_global(slon):
+        out = _apply(src, xr.Dataset(coords={"lat": tlat, "lon": tlon}), method)
+    else:
+        out = _regional(src, slon, tlat, tlon, method)
+    for name, da in ds.data_vars.items():
+        if name not in out.data_vars:
+            out[name] = da
+    out.attrs = dict(ds.attrs)
+    return _restore_attrs(out, ds)
 
 
 def _check_axis(values: FloatArray, what: str, lo: float, hi: float) -> FloatArray:
@@ -87,85 +108,27 @@ def _is_global(lon: FloatArray) -> bool:
     return abs((lon[-1] - lon[0]) + step - 360.0) < max(_SEAM_TOL, 1e-3 * step)
 
 
-# ---------------------------------------------------------------------------- bilinear
-
-
-def _bilinear(ds: xr.Dataset, slon: FloatArray, tlat: FloatArray, tlon: FloatArray) -> xr.Dataset:
-    src = ds
-    if _is_global(slon):
-        left = ds.isel(lon=[-1]).assign_coords(lon=[slon[-1] - 360.0])
-        right = ds.isel(lon=[0]).assign_coords(lon=[slon[0] + 360.0])
-        src = xr.concat([left, ds, right], dim="lon", data_vars="minimal", coords="minimal")
-    # Evaluate each target at its copy inside the source's 360° window [lon0, lon0 + 360).
-    wrapped = slon[0] + np.mod(tlon - slon[0], 360.0)
-    out = src.interp(lat=tlat, lon=wrapped, method="linear").assign_coords(lon=tlon)
-    return _restore_attrs(out, ds)
-
-
-# ---------------------------------------------------------------------------- conservative
-
-
-def _lat_edges(lat: FloatArray) -> FloatArray:
-    mid = 0.5 * (lat[1:] + lat[:-1])
-    first = lat[0] - (mid[0] - lat[0])
-    last = lat[-1] + (lat[-1] - mid[-1])
-    return np.clip(np.concatenate([[first], mid, [last]]), -90.0, 90.0)
-
-
-def _lon_edges(lon: FloatArray) -> FloatArray:
-    mid = 0.5 * (lon[1:] + lon[:-1])
-    if _is_global(lon):
-        # the seam edge sits halfway between the last centre and the first one + 360
-        seam = 0.5 * (lon[-1] + lon[0] + 360.0)
-        return np.concatenate([[seam - 360.0], mid, [seam]])
-    first = lon[0] - (mid[0] - lon[0])
-    last = lon[-1] + (lon[-1] - mid[-1])
-    return np.concatenate([[first], mid, [last]])
-
-
-def _overlap(t_edges: FloatArray, s_edges: FloatArray, shifts: tuple[float, ...]) -> FloatArray:
-    """(n_target, n_source) length of overlap of each interval pair, source shifted by k."""
-    ta, tb = t_edges[:-1, None], t_edges[1:, None]
-    total = np.zeros((t_edges.size - 1, s_edges.size - 1))
-    for k in shifts:
-        sa, sb = s_edges[None, :-1] + k, s_edges[None, 1:] + k
-        total += np.clip(np.minimum(tb, sb) - np.maximum(ta, sa), 0.0, None)
-    return total
-
-
-def _weights(
-    slat: FloatArray, slon: FloatArray, tlat: FloatArray, tlon: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    sin_s = np.sin(np.deg2rad(_lat_edges(slat)))
-    sin_t = np.sin(np.deg2rad(_lat_edges(tlat)))
-    w_lat = _overlap(sin_t, sin_s, (0.0,))
-    w_lon = _overlap(_lon_edges(tlon), _lon_edges(slon), (-360.0, 0.0, 360.0))
-    return w_lat, w_lon
-
-
-def _conservative(
-    ds: xr.Dataset, slat: FloatArray, slon: FloatArray, tlat: FloatArray, tlon: FloatArray
+def _regional(
+    src: xr.Dataset, slon: FloatArray, tlat: FloatArray, tlon: FloatArray, method: Method
 ) -> xr.Dataset:
-    w_lat, w_lon = _weights(slat, slon, tlat, tlon)
-    out = {}
-    for name, da in ds.data_vars.items():
-        if "lat" not in da.dims or "lon" not in da.dims:
-            out[name] = da
-            continue
-        moved = da.transpose(..., "lat", "lon")
-        x = np.asarray(moved.values, dtype=np.float64)
-        valid = ~np.isnan(x)
-        num = w_lat @ np.where(valid, x, 0.0) @ w_lon.T
-        den = w_lat @ valid.astype(np.float64) @ w_lon.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(den > 0.0, num / np.where(den > 0.0, den, 1.0), np.nan)
-        coords = {
-            k: v for k, v in moved.coords.items() if "lat" not in v.dims and "lon" not in v.dims
-        }
-        out[name] = xr.DataArray(
-            values, dims=moved.dims, coords={**coords, "lat": tlat, "lon": tlon}, attrs=da.attrs
-        )
-    return _restore_attrs(xr.Dataset(out, attrs=ds.attrs), ds)
+    """Regrid on a plain (non-periodic) lon axis, each target at its copy in the source's
+    360° window [lon0, lon0 + 360), then relabel with the caller's target longitudes."""
+    wrapped = slon[0] + np.mod(tlon - slon[0], 360.0)
+    plain = src.rename({"lon": _PLAIN_LON})
+    out = _apply(plain, xr.Dataset(coords={"lat": tlat, _PLAIN_LON: wrapped}), method)
+    return out.rename({_PLAIN_LON: "lon"}).assign_coords(lon=tlon)
+
+
+def _apply(src: xr.Dataset, target: xr.Dataset, method: Method) -> xr.Dataset:
+    regridder = Regridder(src)
+    if method == "bilinear":
+        out = regridder.linear(target)
+    else:
+        # nan_threshold=1.0: keep any target cell with some valid source (mean over valid part)
+        out = regridder.conservative(target, latitude_coord="lat", skipna=True, nan_threshold=1.0)
+    if not isinstance(out, xr.Dataset):  # the library returns what it is given
+        raise TypeError(f"xarray-regrid returned {type(out).__name__} for a Dataset")
+    return out
 
 
 def _restore_attrs(out: xr.Dataset, src: xr.Dataset) -> xr.Dataset:
