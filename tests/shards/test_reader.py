@@ -251,3 +251,19 @@ def test_a_shard_changed_after_verification_is_checked_again(tmp_path: Path) -> 
         _read(reader, 12, 18)  # evicts shard 0 from the open set
         with pytest.raises(ShardChecksumError, match=r"chunk \(4, 0, 0, 0\)"):
             _read(reader, 0, 6)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+@pytest.mark.parametrize("chunk_inner", [None, (2, 8, 4)])
+def test_fused_normalisation_is_bit_identical_to_numpy(
+    tmp_path: Path, compression: str, chunk_inner: tuple[int, ...] | None
+) -> None:
+    """read_block(..., affine=(mean, std)) gives exactly (x - mean) / std, per channel."""
+    data = _store(tmp_path, compression, 1, chunk_inner)
+    mean = np.array([250.0, -3.0, 1.0e5], np.float32)[:, None, None]
+    std = np.array([8.0, 0.7, 900.0], np.float32)[:, None, None]
+    with ShardArrayReader(tmp_path, "x") as reader:
+        for t0, t1 in [(0, 1), (4, 9), (5, 17), (20, 23)]:
+            out = np.empty((t1 - t0, *SHAPE[1:]), np.float32)
+            reader.read_block(t0, t1, out, affine=(mean, std))
+            np.testing.assert_array_equal(out, (data[t0:t1] - mean) / std)

@@ -66,6 +66,18 @@ def test_same_seed_same_loss_curve_bitwise(
     assert _losses(tmp_path / "again") == _losses(trained)
 
 
+def test_streaming_loader_trains_bitwise_like_the_in_memory_one(
+    trained: Path, tiny_shards: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    """loader: stream reads each batch from the shards (reader threads, fused normalisation);
+    it must deliver exactly the in-memory batches, so the loss curve is bit-identical."""
+    train(_cfg(loader="stream", loader_readers=2), tiny_shards[0], tmp_path / "s", progress=False)
+    assert _losses(tmp_path / "s") == _losses(trained)
+    lines = (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    assert any(r.get("loader_io_wait_s", -1.0) >= 0.0 for r in records)
+
+
 def test_checkpoint_describes_itself_and_reproduces_the_model(
     trained: Path, tiny_shards: tuple[Path, Manifest]
 ) -> None:

@@ -9,6 +9,7 @@ step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,17 +57,32 @@ class ShardStore:
         self.grid_std = np.asarray(gs.std, np.float32)[:, None, None]
         self.obs_mean = np.asarray(os_.mean, np.float32)
         self.obs_std = np.asarray(os_.std, np.float32)
-        state = _read_all(root, GRID)
+        self.clock = clock_features(self.manifest.times())
+
+    # The arrays are read on first use: a run that streams its batches from the shards
+    # (train.loader = "stream") never holds the whole store unless it asks for these.
+    @cached_property
+    def state(self) -> np.ndarray:
+        state = _read_all(self.root, GRID)
         if not np.all(np.isfinite(state)):
             bad = np.argwhere(~np.isfinite(state).all(axis=(1, 2, 3)))[:3].ravel().tolist()
-            raise ShardError(f"{root / GRID}: missing or non-finite state at time steps {bad}")
-        self.state = ((state - self.grid_mean) / self.grid_std).astype(np.float32)
-        obs = _read_all(root, OBS)
-        self.clock = clock_features(self.manifest.times())
-        self.obs_mask = np.isfinite(obs)
-        self.obs = np.where(self.obs_mask, (obs - self.obs_mean) / self.obs_std, 0.0).astype(
-            np.float32
-        )
+            raise ShardError(f"{self.root / GRID}: missing or non-finite state at steps {bad}")
+        return ((state - self.grid_mean) / self.grid_std).astype(np.float32)
+
+    @cached_property
+    def _obs_and_mask(self) -> tuple[np.ndarray, np.ndarray]:
+        obs = _read_all(self.root, OBS)
+        mask = np.isfinite(obs)
+        normalised = np.where(mask, (obs - self.obs_mean) / self.obs_std, 0.0)
+        return normalised.astype(np.float32), mask
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self._obs_and_mask[0]
+
+    @property
+    def obs_mask(self) -> np.ndarray:
+        return self._obs_and_mask[1]
 
     def indices(self, start: str, end: str, spec: WindowSpec) -> np.ndarray:
         """Analysis indices whose whole sample (history and rollout) lies in [start, end]."""

@@ -89,6 +89,11 @@ class FieldSpec:
     def steps(self) -> int:
         return self.offsets[1] - self.offsets[0]
 
+    @property
+    def fused(self) -> bool:
+        """Whether the reader normalises while copying (``read_block(..., affine=)``)."""
+        return bool(getattr(self.reader, "fuses_affine", False))
+
 
 # Small per-batch arrays computed in the reader thread from the sample indices (e.g. clock
 # features); they are allocated per batch, so keep them small.
@@ -178,11 +183,17 @@ class PipelineLoader:
                         f"array's {n_steps} steps"
                     )
                 out = dest[j]
+                fused = f.mean is not None and f.std is not None and f.fused
                 t = time.perf_counter()
-                nbytes += f.reader.read_block(t0, t1, out)
+                if fused:
+                    # the reader normalises each chunk while it is in cache (ShardArrayReader)
+                    affine = (f.mean, f.std)
+                    nbytes += f.reader.read_block(t0, t1, out, affine=affine)  # type: ignore[call-arg]
+                else:
+                    nbytes += f.reader.read_block(t0, t1, out)
                 io_s += time.perf_counter() - t
                 # Per sample, while the block is still in cache; ufuncs release the GIL.
-                if f.mean is not None and f.std is not None:
+                if f.mean is not None and f.std is not None and not fused:
                     np.subtract(out, f.mean, out=out)
                     np.divide(out, f.std, out=out)
                 if f.mask is not None:

@@ -111,6 +111,8 @@ class _Inner:
 
 
 class ShardArrayReader:
+    fuses_affine = True  # read_block(..., affine=(offset, scale)) normalises while copying
+
     def __init__(
         self,
         root: str | Path,
@@ -311,8 +313,13 @@ class ShardArrayReader:
 
     # -- reading --------------------------------------------------------------------------
 
-    def read_block(self, t0: int, t1: int, out: np.ndarray) -> int:
-        """Fill ``out`` with steps ``[t0, t1)``; return the stored (compressed) bytes read."""
+    def read_block(self, t0: int, t1: int, out: np.ndarray, affine: Affine | None = None) -> int:
+        """Fill ``out`` with steps ``[t0, t1)``; return the stored (compressed) bytes read.
+
+        ``affine = (offset, scale)``, each broadcastable to one step (``shape[1:]``, e.g.
+        ``(C, 1, 1)``), stores ``(x - offset) / scale`` instead of ``x``: normalisation fused
+        into the copy (see :func:`_apply`), bit-identical to doing it afterwards in NumPy.
+        """
         want = (t1 - t0, *self.shape[1:])
         if not 0 <= t0 <= t1 <= self.shape[0]:
             raise ValueError(f"{self.name}: steps [{t0}, {t1}) outside [0, {self.shape[0]})")
@@ -323,6 +330,13 @@ class ShardArrayReader:
             )
         if t0 == t1:
             return 0
+        step = self.shape[1:]
+        aff = None
+        if affine is not None:
+            aff = (
+                np.broadcast_to(np.asarray(affine[0], self.dtype), step),
+                np.broadcast_to(np.asarray(affine[1], self.dtype), step),
+            )
         cs0, ss0 = self.spec.chunk_shape[0], self.spec.shard_shape[0]
         total = 0
         for number in range(t0 // ss0, (t1 - 1) // ss0 + 1):
@@ -331,13 +345,20 @@ class ShardArrayReader:
                 lo = max(t0, number * ss0) // cs0
                 hi = (min(t1, (number + 1) * ss0) - 1) // cs0
                 for ct in range(lo, hi + 1):
-                    total += self._read_chunk_row(shard, number, ct, t0, t1, out)
+                    total += self._read_chunk_row(shard, number, ct, t0, t1, out, aff)
             finally:
                 self._release(shard)
         return total
 
     def _read_chunk_row(
-        self, shard: _Shard, number: int, ct: int, t0: int, t1: int, out: np.ndarray
+        self,
+        shard: _Shard,
+        number: int,
+        ct: int,
+        t0: int,
+        t1: int,
+        out: np.ndarray,
+        aff: Affine | None = None,
     ) -> int:
         """All inner chunks (channel groups × tiles) of time chunk ``ct``."""
         spec = self.spec
@@ -353,8 +374,11 @@ class ShardArrayReader:
             want = self._checksums[grid_base + inner.grid_flat]
             dst = out[(t_dst, *inner.dst)]
             offset, nbytes = shard.index[li]
+            part = None if aff is None else (aff[0][inner.dst], aff[1][inner.dst])
             if offset == MAX_UINT64 or want == EMPTY_CHUNK:
                 self._absent_or_empty(shard, ct, inner, offset == MAX_UINT64, want, dst)
+                if part is not None:
+                    _apply(None, dst, part)
                 continue
             raw = shard.read(offset, offset + nbytes)
             if self.verify and not shard.verified[li]:
@@ -367,7 +391,7 @@ class ShardArrayReader:
                         (ct, *inner.coords),
                     )
                 shard.verified[li] = True
-            self._decode(raw, dst, (t_src, *inner.src), shard, ct, inner)
+            self._decode(raw, dst, (t_src, *inner.src), shard, ct, inner, part)
             total += nbytes
         return total
 
@@ -404,6 +428,7 @@ class ShardArrayReader:
         shard: _Shard,
         ct: int,
         inner: _Inner,
+        aff: Affine | None = None,
     ) -> None:
         cs = tuple(self.spec.chunk_shape)
         if self._codec is None:
@@ -414,7 +439,11 @@ class ShardArrayReader:
                     shard.label,
                     (ct, *inner.coords),
                 )
-            np.copyto(dst, raw.view(self.dtype).reshape(cs)[src_sel])
+            src = raw.view(self.dtype).reshape(cs)[src_sel]
+            if aff is None:
+                np.copyto(dst, src)
+            else:
+                _apply(src, dst, aff)
             return
         whole = dst.shape == cs and dst.flags.c_contiguous
         target = dst if whole else np.empty(cs, dtype=self.dtype)
@@ -428,6 +457,8 @@ class ShardArrayReader:
             )
         if not whole:
             np.copyto(dst, target[src_sel])
+        if aff is not None:
+            _apply(None, dst, aff)
 
     def close(self) -> None:
         with self._lock:
@@ -440,3 +471,31 @@ class ShardArrayReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+Affine = tuple[np.ndarray, np.ndarray]
+# L2-sized pieces: the subtract brings a piece into cache, the divide then runs on it there,
+# so the normalised copy moves the bytes of one memcpy instead of three passes over memory.
+# 1 MiB: pieces of 256 KiB lost ~10% to per-call cost; 1 MiB to 64 MiB measured alike.
+_BLOCK_BYTES = 1024 * 1024
+
+
+def _apply(src: np.ndarray | None, dst: np.ndarray, aff: Affine) -> None:
+    """``dst = (src - offset) / scale`` (``src=None``: in place), in cache-sized pieces.
+
+    ``dst`` is (steps, *step shape); ``aff`` arrays have the step shape. Subtract then divide,
+    exactly as ``(x - mean) / std`` in NumPy, so fused and unfused results are bit-identical.
+    """
+    offset, scale = aff
+    source = dst if src is None else src
+    if dst.ndim == 1:  # scalar steps: nothing to block
+        np.subtract(source, offset, out=dst)
+        np.divide(dst, scale, out=dst)
+        return
+    per_row = max(1, int(np.prod(dst.shape[2:], dtype=np.int64)) * dst.itemsize)
+    group = max(1, _BLOCK_BYTES // per_row)
+    for t in range(dst.shape[0]):
+        for a in range(0, dst.shape[1], group):
+            d = dst[t, a : a + group]
+            np.subtract(source[t, a : a + group], offset[a : a + group], out=d)
+            np.divide(d, scale[a : a + group], out=d)

@@ -31,9 +31,12 @@ from tqdm import tqdm
 
 from stratocast.config import ComponentConfig
 from stratocast.loader.dataset import ShardStore, WindowSpec
+from stratocast.loader.pipeline import FieldSpec, PipelineLoader
 from stratocast.loader.prefetch import PrefetchLoader
 from stratocast.loader.sampler import WindowSampler
 from stratocast.models.base import Geometry, build_model
+from stratocast.shards.layout import GRID, OBS
+from stratocast.shards.reader import ShardArrayReader
 from stratocast.train.checkpoint import export_safetensors, save_checkpoint
 from stratocast.train.cycle import cycle_and_rollout, latitude_weights, weighted_mse
 from stratocast.train.dcp_checkpoint import (
@@ -90,6 +93,12 @@ class TrainConfig(ComponentConfig):
     # rollouts first teach the one-step tendency, long ones then teach stability.
     rollout_ramp: float = Field(default=0.6, ge=0, le=1)
     prefetch_depth: int = Field(default=4, ge=1)
+    # "memory": the shards read once into host memory, batches gathered there (small data);
+    # "stream": batches read from the shards per step by the multi-level pipeline
+    # (stratocast.loader.pipeline: reader threads, bounded buffer pool, fused normalisation),
+    # for data larger than memory. Both deliver bit-identical batches.
+    loader: Literal["memory", "stream"] = "memory"
+    loader_readers: int = Field(default=2, ge=1)
     threads: int = Field(default=0, ge=0)  # 0: leave torch's default
     # bf16 compute with fp32 master weights (autocast); the optimizer always steps fp32.
     # On CPUs with AVX512-BF16/AMX and on GPUs it is ~1.5-2x faster than fp32.
@@ -130,6 +139,8 @@ _RUNTIME_FIELDS = {
     "grad_accum",
     "global_batch",
     "prefetch_depth",
+    "loader",
+    "loader_readers",
     "threads",
     "log_every",
     "val_every",
@@ -270,7 +281,7 @@ class _Run:
     geometry: Geometry
     module: nn.Module
     opt: torch.optim.Optimizer
-    loader: PrefetchLoader
+    loader: PrefetchLoader | PipelineLoader
     ckpt: Checkpointer
     comm: CommTimer
     lat_w: torch.Tensor
@@ -304,6 +315,45 @@ class _Run:
         return result
 
 
+def _loader(
+    cfg: TrainConfig,
+    shards: Path,
+    store: ShardStore,
+    sampler: WindowSampler,
+    spec: WindowSpec,
+    dist_info: DistInfo,
+) -> PrefetchLoader | PipelineLoader:
+    if cfg.loader == "memory":
+        return PrefetchLoader(
+            sampler,
+            lambda i: store.batch(i, spec),
+            depth=cfg.prefetch_depth,
+            pin_memory=dist_info.device.type == "cuda",
+        )
+    h, r = spec.history, spec.rollout
+
+    def clock(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {"clock": store.clock[idx[:, None] + np.arange(-h + 1, r + 1)[None, :]]}
+
+    fields = {
+        "obs": FieldSpec(
+            ShardArrayReader(shards, OBS), (-h + 1, 1), store.obs_mean, store.obs_std, "obs_mask"
+        ),
+        "target": FieldSpec(
+            ShardArrayReader(shards, GRID), (-h + 1, r + 1), store.grid_mean, store.grid_std
+        ),
+    }
+    device = dist_info.device if dist_info.device.type == "cuda" else None
+    return PipelineLoader(
+        sampler,
+        fields,
+        depth=cfg.prefetch_depth,
+        readers=cfg.loader_readers,
+        extras=clock,
+        device=device,
+    )
+
+
 def _setup(cfg: TrainConfig, shards: Path, out: Path, dist_info: DistInfo) -> _Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -329,12 +379,7 @@ def _setup(cfg: TrainConfig, shards: Path, out: Path, dist_info: DistInfo) -> _R
         rank=dist_info.rank,
         world_size=dist_info.world_size,
     )
-    loader = PrefetchLoader(
-        sampler,
-        lambda i: store.batch(i, spec),
-        depth=cfg.prefetch_depth,
-        pin_memory=dist_info.device.type == "cuda",
-    )
+    loader = _loader(cfg, shards, store, sampler, spec, dist_info)
     lat_w = latitude_weights(torch.tensor(store.manifest.lat, dtype=torch.float32))
     return _Run(
         cfg=cfg,
