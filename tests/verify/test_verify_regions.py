@@ -15,10 +15,13 @@ import pytest
 
 from stratocast.verify.metrics import ScoreAccumulator
 from stratocast.verify.regions import (
+    AR6_ENV,
     RegionError,
+    _ar6_cached,
     ar6_land_regions,
     custom_regions,
     region_scores,
+    resolve_ar6_file,
     station_regions,
 )
 
@@ -48,39 +51,48 @@ def _regions_of(table: pd.DataFrame, sid: str, kind: str) -> set[str]:
     return set(table[(table["station_id"] == sid) & (table["kind"] == kind)]["region"])
 
 
-def test_ar6_regions_load_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ar6_regions_load_without_network(ar6_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fixture may have fetched the file; loading it must not touch the network.
+    _ar6_cached.cache_clear()
+
     def no_network(*args: object, **kwargs: object) -> None:
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    regions = ar6_land_regions()
+    regions = ar6_land_regions(ar6_file)
     assert len(regions) == 46
     assert {"WCE", "EAU", "MED", "NZ"} <= set(regions.abbrevs)
 
 
-def test_real_stations_fall_in_their_ar6_region_and_continent(stations: pd.DataFrame) -> None:
-    table = station_regions(stations["station_id"], stations["lon"], stations["lat"])
+def test_real_stations_fall_in_their_ar6_region_and_continent(
+    stations: pd.DataFrame, ar6_file: Path
+) -> None:
+    table = station_regions(
+        stations["station_id"], stations["lon"], stations["lat"], ar6_path=ar6_file
+    )
     for sid, (_, region, continent) in EXPECTED.items():
         assert _regions_of(table, sid, "ar6") == {region}
         assert _regions_of(table, sid, "continent") == {continent}
 
 
-def test_mediterranean_station_is_in_europe_and_africa() -> None:
+def test_mediterranean_station_is_in_europe_and_africa(ar6_file: Path) -> None:
     # Valletta, Malta (35.85 N, 14.48 E) lies in the AR6 Mediterranean region.
-    table = station_regions(["MT"], [14.48], [35.85])
+    table = station_regions(["MT"], [14.48], [35.85], ar6_path=ar6_file)
     assert _regions_of(table, "MT", "ar6") == {"MED"}
     assert _regions_of(table, "MT", "continent") == {"Europe", "Africa"}
 
 
-def test_custom_polygon_and_longitudes_0_360(stations: pd.DataFrame) -> None:
+def test_custom_polygon_and_longitudes_0_360(stations: pd.DataFrame, ar6_file: Path) -> None:
     # A box around Paris and one straddling the dateline given in 0..360 longitudes.
     custom = {
         "paris_box": [(1.5, 48.3), (3.5, 48.3), (3.5, 49.5), (1.5, 49.5)],
         "tasman": [(140.0, -45.0), (179.0, -45.0), (179.0, -25.0), (140.0, -25.0)],
     }
     lon = stations["lon"].to_numpy() % 360.0  # 0..360 input must work too
-    table = station_regions(stations["station_id"], lon, stations["lat"], custom=custom)
+    table = station_regions(
+        stations["station_id"], lon, stations["lat"], custom=custom, ar6_path=ar6_file
+    )
     assert _regions_of(table, "071500", "custom") == {"paris_box"}
     assert _regions_of(table, "071690", "custom") == set()  # Robinson is 2.4° east of the box
     assert _regions_of(table, "947670", "custom") == {"tasman"}
@@ -91,7 +103,7 @@ def test_bad_polygon_is_a_clear_error() -> None:
     with pytest.raises(RegionError, match="'tri'"):
         custom_regions({"tri": [(0.0, 0.0), (1.0, 1.0)]})
     with pytest.raises(RegionError, match="invalid coordinates"):
-        station_regions(["X"], [0.0], [95.0])
+        station_regions(["X"], [0.0], [95.0], ar6=False, continents=False)
 
 
 def test_region_scores_sum_station_sums() -> None:
@@ -113,3 +125,31 @@ def test_region_scores_sum_station_sums() -> None:
     assert row["bias"] == pytest.approx(np.mean(err))
     assert row["n"] == 10 and row["n_stations"] == 2
     assert row["mse_skill"] == pytest.approx(1 - np.mean(err**2) / 4.0)
+
+
+def test_explicit_ar6_path_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "IPCC-WGI-reference-regions-v4.zip"
+    bad.write_bytes(b"not the AR6 file")
+    monkeypatch.setenv(AR6_ENV, str(bad))
+    with pytest.raises(RegionError, match="SHA-256"):
+        resolve_ar6_file()
+    monkeypatch.setenv(AR6_ENV, str(tmp_path / "absent.zip"))
+    with pytest.raises(RegionError, match="missing"):
+        resolve_ar6_file()
+
+
+def test_offline_without_any_copy_names_every_route(tmp_path: Path, monkeypatch) -> None:
+    import regionmask
+
+    monkeypatch.delenv(AR6_ENV, raising=False)
+    with (
+        regionmask.set_options(cache_dir=str(tmp_path / "rm")),
+        pytest.raises(RegionError, match="no copy at") as info,
+    ):
+        resolve_ar6_file(cache_dir=tmp_path / "sc", download=False)
+    assert str(tmp_path / "sc") in str(info.value) and AR6_ENV in str(info.value)
+
+
+def test_no_data_file_is_vendored() -> None:
+    package = Path(__file__).resolve().parents[2] / "src" / "stratocast" / "verify"
+    assert not list(package.rglob("*.zip")), "third-party data must not live in the package"

@@ -71,7 +71,7 @@ def test_outputs_report_and_plots(world: World, tmp_path: Path):
 
     result = _run(world, tmp_path, {"A": world.forecast, "B": _noisy(world)}, map_lead_hours=12)
     html = result.report_path.read_text()
-    assert html.count("data:image/png;base64,") == len(result.plot_paths) == 6
+    assert html.count("data:image/png;base64,") == len(result.plot_paths) == 9
     assert "<table>" in html and "RMSE by lead time" in html and "±30.0 min" in html
     assert "persistence" in html and "climatology" in html
     for path in result.plot_paths:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import Field, field_validator
 
@@ -74,6 +75,18 @@ class VerifyConfig(ComponentConfig):
     map_lead_hours: int = 24
     #: Initialisations processed together; bounds memory for long verification periods.
     init_chunk_size: int = Field(default=8, ge=1)
+    #: Custom regions scored besides continents and AR6 land regions: name → (lon, lat)
+    #: vertices in degrees (the polygon closes itself; regions may overlap).
+    regions: dict[str, list[list[float]]] = Field(default_factory=dict)
+    #: Score by AR6 land region and continent. The shapefile is found by
+    #: ``stratocast.verify.regions.resolve_ar6_file`` (this path, $STRATOCAST_AR6_REGIONS,
+    #: regionmask's cache, stratocast's cache, regionmask's download, PyPI); when every route
+    #: fails the report says so and only custom regions are scored.
+    ar6_regions: bool = True
+    ar6_regions_path: Path | None = None
+    #: Paired block bootstrap resamples and seed for the significance tables.
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    bootstrap_seed: int = 0
 
     @field_validator("variables")
     @classmethod
@@ -92,6 +105,16 @@ class VerifyConfig(ComponentConfig):
         if unknown:
             raise ValueError(f"unknown baseline(s) {unknown}; known: {list(BASELINES)}")
         return list(dict.fromkeys(value))
+
+    @field_validator("regions")
+    @classmethod
+    def _valid_polygons(cls, value: dict[str, list[list[float]]]) -> dict[str, list[list[float]]]:
+        for name, vertices in value.items():
+            if len(vertices) < 3 or any(len(v) != 2 for v in vertices):
+                raise ValueError(f"region {name!r} needs at least 3 (lon, lat) vertices")
+            if any(abs(v[1]) > 90 for v in vertices):
+                raise ValueError(f"region {name!r}: a latitude lies outside [-90, 90]")
+        return value
 
     @field_validator("init_hours")
     @classmethod

@@ -45,6 +45,7 @@ class VerifyInputError(ValueError):
     """A forecast or observation input does not meet the verification stage's contract."""
 
 
+#: Dimensions every forecast store has (an ensemble has ``member`` besides).
 FORECAST_DIMS = ("init_time", "lead_time", "lat", "lon")
 OBS_COLUMNS = ("station_id", "lat", "lon", "elevation", "time", "variable", "value")
 
@@ -208,13 +209,13 @@ def derive_at_stations(
 def precip_from_accumulation(
     tp: np.ndarray, leads_in: np.ndarray, leads_out: np.ndarray, hours: int
 ) -> np.ndarray:
-    """``tp(L) − tp(L − hours)`` for each L in ``leads_out``: ``[init, lead_out, station]``.
+    """``tp(L) − tp(L − hours)`` for each L in ``leads_out``: ``[init, lead_out, ...]``.
 
     ``tp`` is accumulated since initialisation at ``leads_in`` (``[init, lead_in, station]``);
     at lead 0 it is zero whether stored or not; a missing L − hours gives NaN.
     """
     pos = {int(h): i for i, h in enumerate(leads_in)}
-    out = np.full((tp.shape[0], len(leads_out), tp.shape[2]), np.nan)
+    out = np.full((tp.shape[0], len(leads_out), *tp.shape[2:]), np.nan)
     for j, lead in enumerate(leads_out):
         start, end = int(lead) - hours, int(lead)
         if start < 0 or end not in pos:

@@ -7,6 +7,7 @@ are therefore scored on exactly the same set, and their scores are comparable.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
@@ -14,7 +15,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from stratocast.verify.metrics_base import Accumulator, check_same, common_mask
+from stratocast.verify.config import PRECIP_HOURS
+from stratocast.verify.metrics_base import Accumulator, check_same, common_mask, safe_ratio
 from stratocast.verify.metrics_categorical import (
     PRECIP_THRESHOLDS_MM,
     ContingencyAccumulator,
@@ -49,6 +51,7 @@ from stratocast.verify.metrics_gridded import (
     weighted_acc,
     weighted_rmse,
 )
+from stratocast.verify.significance import SIGNIFICANCE_COLUMNS, compare_at_lead
 
 __all__ = [
     "ACCURACY_THRESHOLDS",
@@ -86,27 +89,98 @@ __all__ = [
 
 
 @dataclass
-class VariableSums:
-    """Running sums for one variable: ``[system, lead, station]`` (n is shared by systems)."""
+class PerInitSums:
+    """Σe, Σ|e|, Σe² per (system, initialisation, lead) over stations, on the common mask.
 
-    n: np.ndarray
-    sum_err: np.ndarray
-    sum_abs: np.ndarray
-    sum_sq: np.ndarray
+    Cheap (no station axis) and what the significance tests resample: kept as the chunks
+    arrive and concatenated in initialisation order on demand.
+    """
+
+    init_times: list[np.ndarray] = field(default_factory=list)  # datetime64[ns] [init]
+    err: list[np.ndarray] = field(default_factory=list)  # [system, init, lead]
+    abs: list[np.ndarray] = field(default_factory=list)
+    sq: list[np.ndarray] = field(default_factory=list)
+    n: list[np.ndarray] = field(default_factory=list)  # [init, lead]
+
+    def add(self, init_times: np.ndarray, errors: np.ndarray, mask: np.ndarray) -> None:
+        """``errors`` ``[system, init, lead, station]`` (0 where masked), ``mask`` without the
+        system axis."""
+        self.init_times.append(np.asarray(init_times, dtype="datetime64[ns]"))
+        self.err.append(errors.sum(axis=3))
+        self.abs.append(np.abs(errors).sum(axis=3))
+        self.sq.append((errors * errors).sum(axis=3))
+        self.n.append(mask.sum(axis=2).astype(np.int64))
+
+    def merge(self, other: PerInitSums) -> None:
+        for name in ("init_times", "err", "abs", "sq", "n"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """(init times, {err, abs, sq: [system, init, lead]}, n [init, lead]), time-sorted."""
+        if not self.init_times:
+            raise ValueError("no initialisation has been accumulated")
+        times = np.concatenate(self.init_times)
+        order = np.argsort(times, kind="stable")
+        sums = {k: np.concatenate(getattr(self, k), axis=1)[:, order] for k in ("err", "abs", "sq")}
+        return times[order], sums, np.concatenate(self.n)[order]
+
+
+@dataclass
+class VariableSums:
+    """Running sums of one variable, built from the metric accumulators.
+
+    ``continuous[i]`` (system i) keeps n, Σe, Σ|e|, Σe² and threshold counts over
+    ``[lead, station]`` (station resolution feeds the station map and region scores);
+    ``contingency[i]`` keeps precipitation tables over ``[lead]``; ``ensemble`` (system
+    name → accumulator over ``[lead]``) exists for systems with members. n is the same for
+    every system (one common mask).
+    """
+
+    continuous: list[ContinuousAccumulator]
+    contingency: list[ContingencyAccumulator]
+    ensemble: dict[str, EnsembleAccumulator]
+    per_init: PerInitSums
     first_valid: np.ndarray  # [lead] datetime64[ns], NaT until a sample arrives
     last_valid: np.ndarray
 
     @classmethod
-    def zeros(cls, n_systems: int, n_leads: int, n_stations: int) -> VariableSums:
-        shape = (n_systems, n_leads, n_stations)
+    def zeros(cls, variable: str, n_systems: int, n_leads: int, n_stations: int) -> VariableSums:
+        thresholds = tuple(ACCURACY_THRESHOLDS.get(variable, ()))
+        circular = variable in CIRCULAR_VARIABLES
+        precip = variable in PRECIP_HOURS
         return cls(
-            n=np.zeros((n_leads, n_stations), dtype=np.int64),
-            sum_err=np.zeros(shape),
-            sum_abs=np.zeros(shape),
-            sum_sq=np.zeros(shape),
+            continuous=[
+                ContinuousAccumulator((n_leads, n_stations), thresholds, circular)
+                for _ in range(n_systems)
+            ],
+            contingency=[
+                ContingencyAccumulator((n_leads,), PRECIP_THRESHOLDS_MM) for _ in range(n_systems)
+            ]
+            if precip
+            else [],
+            ensemble={},
+            per_init=PerInitSums(),
             first_valid=np.full(n_leads, np.datetime64("NaT", "ns")),
             last_valid=np.full(n_leads, np.datetime64("NaT", "ns")),
         )
+
+    @property
+    def n(self) -> np.ndarray:
+        """Samples ``[lead, station]`` (shared by all systems)."""
+        return self.continuous[0].n
+
+    @property
+    def sum_err(self) -> np.ndarray:
+        """Σ(f − o) ``[system, lead, station]``."""
+        return np.stack([c.sum_err for c in self.continuous])
+
+    @property
+    def sum_abs(self) -> np.ndarray:
+        return np.stack([c.sum_abs for c in self.continuous])
+
+    @property
+    def sum_sq(self) -> np.ndarray:
+        return np.stack([c.sum_sq for c in self.continuous])
 
 
 @dataclass
@@ -121,7 +195,7 @@ class ScoreAccumulator:
 
     def __post_init__(self) -> None:
         self.sums = {
-            v: VariableSums.zeros(len(self.systems), self.lead_hours.size, self.station_ids.size)
+            v: VariableSums.zeros(v, len(self.systems), self.lead_hours.size, self.station_ids.size)
             for v in self.variables
         }
 
@@ -131,19 +205,37 @@ class ScoreAccumulator:
         obs: np.ndarray,
         systems: Mapping[str, np.ndarray],
         valid: np.ndarray,
+        ensembles: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """Add one chunk: obs and systems ``[init, lead, station]``, ``valid`` ``[init, lead]``."""
+        """Add one chunk: obs and systems ``[init, lead, station]``, ``valid`` ``[init, lead]``.
+
+        ``ensembles`` (system → ``[init, lead, station, member]``) adds CRPS and spread–skill
+        for systems with members; their deterministic value in ``systems`` is the ensemble
+        mean (NaN where any member is, so the common mask covers the members too).
+        """
         missing = [s for s in self.systems if s not in systems]
         if missing:
             raise ValueError(f"update for {variable!r} lacks system(s) {missing}")
         acc = self.sums[variable]
         mask = common_mask(obs, *(systems[s] for s in self.systems))
-        acc.n += mask.sum(axis=0)
+        errors = np.empty((len(self.systems), *mask.shape))
         for i, name in enumerate(self.systems):
-            err = np.where(mask, systems[name] - obs, 0.0)
-            acc.sum_err[i] += err.sum(axis=0)
-            acc.sum_abs[i] += np.abs(err).sum(axis=0)
-            acc.sum_sq[i] += (err**2).sum(axis=0)
+            acc.continuous[i].update(systems[name], obs, axis=0, mask=mask)
+            err = systems[name] - obs
+            if acc.continuous[i].circular:
+                err = wrap_degrees(err)
+            errors[i] = np.where(mask, err, 0.0)
+            if acc.contingency:
+                acc.contingency[i].update(systems[name], obs, axis=(0, 2), mask=mask)
+        for name, members in (ensembles or {}).items():
+            ens = acc.ensemble.get(name)
+            if ens is None:
+                ens = acc.ensemble[name] = EnsembleAccumulator(
+                    members.shape[-1], (self.lead_hours.size,)
+                )
+            ens.update(members, obs, member_axis=-1, axis=(0, 2), mask=mask)
+        inits = valid[:, 0] - np.timedelta64(int(self.lead_hours[0]), "h")
+        acc.per_init.add(inits, errors, mask)
         self._update_period(acc, np.asarray(mask.any(axis=2)), valid)
 
     def merge(self, other: ScoreAccumulator) -> Self:
@@ -154,10 +246,16 @@ class ScoreAccumulator:
         check_same("stations", self.station_ids.tolist(), other.station_ids.tolist())
         for name, acc in self.sums.items():
             theirs = other.sums[name]
-            acc.n += theirs.n
-            acc.sum_err += theirs.sum_err
-            acc.sum_abs += theirs.sum_abs
-            acc.sum_sq += theirs.sum_sq
+            for mine, their in zip(acc.continuous, theirs.continuous, strict=True):
+                mine.merge(their)
+            for cmine, ctheir in zip(acc.contingency, theirs.contingency, strict=True):
+                cmine.merge(ctheir)
+            for system, ens in theirs.ensemble.items():
+                if system in acc.ensemble:
+                    acc.ensemble[system].merge(ens)
+                else:
+                    acc.ensemble[system] = copy.deepcopy(ens)
+            acc.per_init.merge(theirs.per_init)
             acc.first_valid = np.fmin(acc.first_valid, theirs.first_valid)
             acc.last_valid = np.fmax(acc.last_valid, theirs.last_valid)
         return self
@@ -169,6 +267,111 @@ class ScoreAccumulator:
         lo, hi = np.fmin.reduce(times, axis=0), np.fmax.reduce(times, axis=0)
         acc.first_valid = np.fmin(acc.first_valid, lo)
         acc.last_valid = np.fmax(acc.last_valid, hi)
+
+    # ----------------------------------------------------------------------- tables
+
+    def _keys(self, variable: str, n_rows_per_system: int) -> dict[str, np.ndarray]:
+        return {
+            "system": np.repeat(self.systems, n_rows_per_system),
+            "variable": np.full(len(self.systems) * n_rows_per_system, variable),
+        }
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Fraction of samples with |error| <= threshold: (system, variable, lead_hours,
+        threshold, accuracy, n), for variables with :data:`ACCURACY_THRESHOLDS`."""
+        rows = []
+        for variable in self.variables:
+            for i, system in enumerate(self.systems):
+                cont = self.sums[variable].continuous[i]
+                n = cont.n.sum(axis=1)
+                for k, thr in enumerate(cont.thresholds):
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "system": system,
+                                "variable": variable,
+                                "lead_hours": self.lead_hours,
+                                "threshold": thr,
+                                "accuracy": safe_ratio(cont.within[k].sum(axis=1), n),
+                                "n": n,
+                            }
+                        )
+                    )
+        return _concat(rows, ["system", "variable", "lead_hours", "threshold", "accuracy", "n"])
+
+    def contingency_table(self) -> pd.DataFrame:
+        """Precipitation contingency counts and scores per (system, variable, lead, threshold)."""
+        rows = []
+        for variable in self.variables:
+            for i, system in enumerate(self.systems[: len(self.sums[variable].contingency)]):
+                table = self.sums[variable].contingency[i]
+                res = table.result()  # [threshold, lead]
+                for k, thr in enumerate(table.thresholds):
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "system": system,
+                                "variable": variable,
+                                "lead_hours": self.lead_hours,
+                                "threshold": thr,
+                                **{key: values[k] for key, values in res.items()},
+                            }
+                        )
+                    )
+        return _concat(rows, ["system", "variable", "lead_hours", "threshold"])
+
+    def ensemble_table(self) -> pd.DataFrame:
+        """CRPS (fair and ecdf) and spread–skill per (system, variable, lead) of ensembles."""
+        rows = []
+        for variable in self.variables:
+            for system, ens in self.sums[variable].ensemble.items():
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "system": system,
+                            "variable": variable,
+                            "lead_hours": self.lead_hours,
+                            "members": ens.members,
+                            **ens.result(),
+                        }
+                    )
+                )
+        return _concat(rows, ["system", "variable", "lead_hours", "members"])
+
+    def significance_table(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        n_boot: int,
+        seed: int,
+        confidence: float = 0.95,
+    ) -> pd.DataFrame:
+        """For each (A, B) pair, variable and lead: RMSE(A) − RMSE(B) with its paired block
+        bootstrap CI and p-value, and the Diebold–Mariano p-value on per-init MSE."""
+        rows = []
+        for variable in self.variables:
+            per_init = self.sums[variable].per_init
+            if not per_init.init_times:
+                continue
+            times, sums, n = per_init.arrays()
+            spacing_h = _spacing_hours(times)
+            for a, b in pairs:
+                ia, ib = self.systems.index(a), self.systems.index(b)
+                for j, lead in enumerate(self.lead_hours):
+                    row = compare_at_lead(
+                        {k: v[ia, :, j] for k, v in sums.items()},
+                        {k: v[ib, :, j] for k, v in sums.items()},
+                        n[:, j],
+                        horizon=max(1, int(lead) // spacing_h),
+                        n_boot=n_boot,
+                        seed=seed,
+                        confidence=confidence,
+                    )
+                    rows.append(
+                        {"system": a, "versus": b, "variable": variable, "lead_hours": lead, **row}
+                    )
+        columns = ["system", "versus", "variable", "lead_hours", *SIGNIFICANCE_COLUMNS, "note"]
+        table = pd.DataFrame(rows, columns=columns)
+        return table.assign(metric="rmse", confidence=confidence)
 
     def scorecard(self, reference: str) -> pd.DataFrame:
         """One row per (system, variable, lead): n, n_stations, rmse, mae, bias, skill."""
@@ -231,6 +434,18 @@ class ScoreAccumulator:
                     )
                 )
         return pd.concat(rows, ignore_index=True)
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _spacing_hours(times: np.ndarray) -> int:
+    """Typical initialisation spacing (median step, hours; 12 when there is one init)."""
+    steps = np.diff(np.unique(times)) / np.timedelta64(1, "h")
+    return max(1, int(np.median(steps))) if steps.size else 12
 
 
 def systems_order(models: Sequence[str], baselines: Sequence[str]) -> list[str]:

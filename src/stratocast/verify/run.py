@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import geopandas as gp
 import pandas as pd
 import xarray as xr
 
@@ -20,7 +21,14 @@ from stratocast.verify.matching import (
     stations_from_obs,
 )
 from stratocast.verify.metrics import ScoreAccumulator, systems_order
-from stratocast.verify.plots import plot_rmse_vs_lead, plot_station_skill_map
+from stratocast.verify.plots import plot_region_skill, plot_rmse_vs_lead, plot_station_skill_map
+from stratocast.verify.regions import (
+    RegionError,
+    region_outlines,
+    region_scores,
+    resolve_ar6_file,
+    station_regions,
+)
 from stratocast.verify.report import MaskSummary, render_report
 from stratocast.verify.scorecard import rmse_table, write_scorecard
 from stratocast.verify.stream import (
@@ -56,6 +64,9 @@ class VerifyResult:
     scorecard_parquet: Path
     scorecard_netcdf: Path
     attrs: dict[str, object] = field(default_factory=dict)
+    #: Every scorecard table by name (scores, accuracy, contingency, ensemble, regions,
+    #: station_regions, significance), as written to Parquet and NetCDF.
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def rmse_table(self) -> pd.DataFrame:
         """Tidy (system, variable, lead_hours, rmse, n) for printing."""
@@ -174,7 +185,7 @@ def verify_sources(
         station_set=inputs.description,
         station_ids=[str(s) for s in inputs.stations.ids],
     )
-    return _write_outputs(acc, inputs.stations, mask, cfg, out_dir)
+    return _write_outputs(acc, inputs.stations, mask, cfg, out_dir, list(forecasts))
 
 
 def verify(
@@ -205,14 +216,84 @@ def verify(
     return verify_sources(forecasts, inputs, cfg, out_dir)
 
 
+def significance_pairs(models: Sequence[str], reference: str) -> list[tuple[str, str]]:
+    """Each model against the skill reference, and every two models against each other."""
+    pairs = [(m, reference) for m in models if m != reference]
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            if (a, b) not in pairs and (b, a) not in pairs:
+                pairs.append((a, b))
+    return pairs
+
+
+@dataclass(frozen=True)
+class RegionSetup:
+    """Station membership, the polygons to draw, and what the report says about them."""
+
+    membership: pd.DataFrame
+    outlines: gp.GeoDataFrame
+    note: str
+
+
+def region_setup(stations: Stations, cfg: VerifyConfig) -> RegionSetup:
+    """Continents and AR6 regions (when the shapefile can be found) plus custom polygons."""
+    ar6_path = None
+    notes = []
+    if cfg.ar6_regions:
+        try:
+            ar6_path = resolve_ar6_file(cfg.ar6_regions_path)
+            notes.append(f"continents and AR6 land regions ({ar6_path.name})")
+        except RegionError as err:
+            log.warning("verification scores no AR6 region or continent: %s", err)
+            notes.append(f"no AR6 regions or continents: {err}")
+    if cfg.regions:
+        notes.append(f"custom polygons {sorted(cfg.regions)}")
+    use_ar6 = ar6_path is not None
+    if not (use_ar6 or cfg.regions):
+        empty = pd.DataFrame(columns=["station_id", "kind", "region"])
+        return RegionSetup(empty, region_outlines(None, None), "; ".join(notes) or "none")
+    membership = station_regions(
+        stations.ids,
+        stations.lon,
+        stations.lat,
+        ar6=use_ar6,
+        continents=use_ar6,
+        custom=cfg.regions or None,
+        ar6_path=ar6_path,
+    )
+    return RegionSetup(membership, region_outlines(ar6_path, cfg.regions), "; ".join(notes))
+
+
+def score_tables(
+    acc: ScoreAccumulator, regions: RegionSetup, models: Sequence[str], cfg: VerifyConfig
+) -> dict[str, pd.DataFrame]:
+    """Every table of the scorecard, all from the accumulator's sums."""
+    reference = cfg.skill_reference
+    return {
+        "scores": acc.scorecard(reference),
+        "accuracy": acc.accuracy_table(),
+        "contingency": acc.contingency_table(),
+        "ensemble": acc.ensemble_table(),
+        "regions": region_scores(acc, regions.membership, reference),
+        "station_regions": regions.membership,
+        "significance": acc.significance_table(
+            significance_pairs(models, reference), cfg.bootstrap_samples, cfg.bootstrap_seed
+        ),
+    }
+
+
 def _write_outputs(
     acc: ScoreAccumulator,
     stations: Stations,
     mask: MaskSummary,
     cfg: VerifyConfig,
     out_dir: Path,
+    models: Sequence[str],
 ) -> VerifyResult:
-    scorecard = acc.scorecard(cfg.skill_reference)
+    regions = region_setup(stations, cfg)
+    mask = replace(mask, regions=regions.note)
+    tables = score_tables(acc, regions, models, cfg)
+    scorecard = tables["scores"]
     per_station = acc.station_scores(cfg.map_lead_hours, cfg.skill_reference)
     coords = pd.DataFrame({"station_id": stations.ids, "lat": stations.lat, "lon": stations.lon})
     per_station = per_station.merge(coords, on="station_id", how="left")
@@ -221,7 +302,7 @@ def _write_outputs(
         "reference": cfg.skill_reference,
         "config": cfg.model_dump(mode="json"),
     }
-    parquet, netcdf = write_scorecard(scorecard, attrs, out_dir)
+    parquet, netcdf = write_scorecard(tables, attrs, out_dir)
     per_station.to_parquet(out_dir / "station_scores.parquet", index=False)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -232,11 +313,33 @@ def _write_outputs(
         plot_station_skill_map(per_station, v, plot_dir / f"station_skill_{v}.png")
         for v in mask.variables
     ]
+    region_plots = []
+    if len(tables["regions"]):
+        lead = int(per_station["lead_hours"].iloc[0])
+        region_plots = [
+            plot_region_skill(
+                tables["regions"],
+                regions.outlines,
+                per_station,
+                v,
+                lead,
+                plot_dir / f"region_skill_{v}.png",
+            )
+            for v in mask.variables
+        ]
     report = render_report(
-        scorecard, plots, mask, cfg.model_dump(mode="json"), out_dir / "report.html"
+        scorecard,
+        plots,
+        mask,
+        cfg.model_dump(mode="json"),
+        out_dir / "report.html",
+        tables=tables,
+        region_plots=region_plots,
     )
     log.info("verification report written to %s", report)
-    return VerifyResult(scorecard, per_station, report, plots, parquet, netcdf, attrs)
+    return VerifyResult(
+        scorecard, per_station, report, [*plots, *region_plots], parquet, netcdf, attrs, tables
+    )
 
 
 # --------------------------------------------------------------------------- from disk

@@ -39,18 +39,57 @@ def _attr(value: Any) -> str | int | float:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+#: Index dimensions of each extra scorecard table in the NetCDF groups (the tidy Parquet
+#: files keep them as columns). Regions are keyed ``kind:region`` (e.g. ``ar6:WCE``) and
+#: significance comparisons ``A vs B``, so each group is a dense cube.
+TABLE_INDEX: Mapping[str, tuple[str, ...]] = {
+    "accuracy": ("system", "variable", "lead_hours", "threshold"),
+    "contingency": ("system", "variable", "lead_hours", "threshold"),
+    "ensemble": ("system", "variable", "lead_hours"),
+    "regions": ("region_key", "system", "variable", "lead_hours"),
+    "significance": ("comparison", "variable", "lead_hours"),
+    "station_regions": ("row",),
+}
+
+
+def _group(name: str, table: pd.DataFrame) -> xr.Dataset:
+    frame = table.reset_index(drop=True)
+    if name == "regions":
+        frame = frame.assign(region_key=frame["kind"] + ":" + frame["region"])
+    elif name == "significance":
+        frame = frame.assign(comparison=frame["system"] + " vs " + frame["versus"])
+    elif name == "station_regions":
+        frame = frame.rename_axis("row").reset_index()
+    ds = xr.Dataset.from_dataframe(frame.set_index(list(TABLE_INDEX[name])))
+    for var in list(ds.variables):
+        if ds[var].dtype == object:
+            ds[var] = ds[var].astype(str)  # NetCDF has no object type
+    return ds
+
+
 def write_scorecard(
-    scorecard: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path
+    tables: pd.DataFrame | Mapping[str, pd.DataFrame], attrs: Mapping[str, Any], out_dir: Path
 ) -> tuple[Path, Path]:
-    """Write ``scorecard.parquet`` and ``scorecard.nc`` into ``out_dir``."""
+    """Write ``scorecard.parquet`` (the scores) and ``scorecard_<table>.parquet`` for every
+    other table, and ``scorecard.nc``: the scores cube at the root and one group per other
+    non-empty table (open with ``xr.open_dataset(path, group="regions")``)."""
+    if isinstance(tables, pd.DataFrame):
+        tables = {"scores": tables}
     out_dir.mkdir(parents=True, exist_ok=True)
     parquet = out_dir / "scorecard.parquet"
     netcdf = out_dir / "scorecard.nc"
-    scorecard.to_parquet(parquet, index=False)
-    ds = to_dataset(scorecard, attrs)
+    scores = tables["scores"]
+    scores.to_parquet(parquet, index=False)
+    extra = {k: v for k, v in tables.items() if k != "scores"}
+    for name, table in extra.items():
+        table.to_parquet(out_dir / f"scorecard_{name}.parquet", index=False)
+    ds = to_dataset(scores, {**attrs, "groups": sorted(k for k, v in extra.items() if len(v))})
     for name in ("system", "variable"):
         ds[name] = ds[name].astype(str)
-    ds.to_netcdf(netcdf)
+    ds.to_netcdf(netcdf, engine="netcdf4")
+    for name, table in extra.items():
+        if len(table):
+            _group(name, table).to_netcdf(netcdf, mode="a", group=name, engine="netcdf4")
     return parquet, netcdf
 
 

@@ -25,6 +25,7 @@ of freedom; otherwise with the standard normal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,7 +93,7 @@ def per_init_sums(
     return out[0], out[1], valid.sum(axis=axes).astype(np.int64)
 
 
-def _metric(sums: dict[str, FloatArray], n: FloatArray, metric: Metric) -> FloatArray:
+def _metric(sums: Mapping[str, FloatArray], n: FloatArray, metric: Metric) -> FloatArray:
     """Metric from sums over inits along the last axis (works for [init] and [boot, init])."""
     total = n.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -133,10 +134,37 @@ def paired_bootstrap(
     block bootstraps; pass about lead / init spacing + 1 when forecasts overlap more.
     """
     sums_a, sums_b, n = per_init_sums(err_a, err_b)
-    keep = n > 0
+    return bootstrap_from_sums(
+        sums_a,
+        sums_b,
+        n,
+        metric=metric,
+        n_boot=n_boot,
+        block_length=block_length,
+        confidence=confidence,
+        seed=seed,
+    )
+
+
+def bootstrap_from_sums(
+    sums_a: Mapping[str, FloatArray],
+    sums_b: Mapping[str, FloatArray],
+    n: ArrayLike,
+    *,
+    metric: Metric = "rmse",
+    n_boot: int = 2000,
+    block_length: int | None = None,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """:func:`paired_bootstrap` from per-initialisation sums (``err``, ``abs``, ``sq``, each
+    ``[init]`` in time order, over the pairs both systems have) and pair counts ``n``: what a
+    stream keeps instead of the errors themselves."""
+    n_all = np.asarray(n)
+    keep = n_all > 0
     sums_a = {k: v[keep] for k, v in sums_a.items()}
     sums_b = {k: v[keep] for k, v in sums_b.items()}
-    counts = n[keep].astype(np.float64)
+    counts = n_all[keep].astype(np.float64)
     t = int(counts.size)
     if t < 2:
         raise ValueError(f"paired bootstrap needs ≥ 2 initialisations with data, got {t}")
@@ -233,3 +261,77 @@ def diebold_mariano(
     else:
         p = 2.0 * float(stats.norm.sf(abs(stat)))
     return DieboldMarianoResult(float(stat), p, dbar, t, horizon, k, hln)
+
+
+#: Columns of :func:`compare_at_lead` rows (the scorecard's significance table).
+SIGNIFICANCE_COLUMNS = (
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_bootstrap",
+    "std_error",
+    "block_length",
+    "n_inits",
+    "dm_statistic",
+    "dm_p_value",
+    "dm_horizon",
+)
+
+
+def compare_at_lead(
+    sums_a: Mapping[str, FloatArray],
+    sums_b: Mapping[str, FloatArray],
+    n: ArrayLike,
+    *,
+    horizon: int,
+    n_boot: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, float | str]:
+    """RMSE(A) − RMSE(B) by block bootstrap and the DM test on per-init MSE, at one lead.
+
+    ``sums_*`` are per-initialisation sums ``[init]`` (time order) over the common mask.
+    ``horizon`` is the lead in initialisation spacings (≥ 1): forecasts that far apart in
+    initialisation overlap, so the bootstrap block is at least that long (and at most half
+    the series, so the t reference keeps ≥ 1 degree of freedom) and the DM HAC uses
+    horizon − 1 lags. A test that cannot run gives NaN and says why in ``note``.
+    """
+    counts = np.asarray(n, dtype=np.float64)
+    t = int((counts > 0).sum())
+    row: dict[str, float | str] = {k: np.nan for k in SIGNIFICANCE_COLUMNS}
+    h_used = min(horizon, max(1, t - 1))
+    row.update(n_inits=float(t), dm_horizon=float(h_used), note="")
+    notes = []
+    length = min(max(1, round(t ** (1.0 / 3.0)), horizon), max(1, t // 2))
+    try:
+        boot = bootstrap_from_sums(
+            sums_a,
+            sums_b,
+            counts,
+            n_boot=n_boot,
+            block_length=length,
+            seed=seed,
+            confidence=confidence,
+        )
+        row.update(
+            difference=boot.difference,
+            ci_low=boot.ci_low,
+            ci_high=boot.ci_high,
+            p_bootstrap=boot.p_value,
+            std_error=boot.std_error,
+            block_length=float(boot.block_length),
+        )
+    except ValueError as exc:
+        notes.append(f"bootstrap: {exc}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss_a = np.where(counts > 0, sums_a["sq"] / np.maximum(counts, 1), np.nan)
+        loss_b = np.where(counts > 0, sums_b["sq"] / np.maximum(counts, 1), np.nan)
+    try:
+        dm = diebold_mariano(loss_a, loss_b, horizon=h_used)
+        row.update(dm_statistic=dm.statistic, dm_p_value=dm.p_value)
+        if not np.isfinite(dm.statistic):
+            notes.append("DM: the loss differential is constant")
+    except ValueError as exc:
+        notes.append(f"DM: {exc}")
+    row["note"] = "; ".join(notes)
+    return row

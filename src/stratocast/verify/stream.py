@@ -41,6 +41,7 @@ from stratocast.verify.matching import (
     valid_times,
     wrap_degrees,
 )
+from stratocast.verify.metrics_continuous import CIRCULAR_VARIABLES
 
 
 class Accumulator(Protocol):
@@ -52,6 +53,7 @@ class Accumulator(Protocol):
         obs: np.ndarray,
         systems: Mapping[str, np.ndarray],
         valid: np.ndarray,
+        ensembles: Mapping[str, np.ndarray] | None = None,
     ) -> None: ...
 
 
@@ -63,13 +65,15 @@ class ForecastSource(Protocol):
     init_times: pd.DatetimeIndex  # UTC
     lead_hours: np.ndarray
     variables: frozenset[str]  # store fields, orography included
+    members: int  # ensemble members; 0 for a deterministic forecast
 
     def orography(self) -> np.ndarray:
         """Model surface height [lat, lon] in m."""
         ...
 
     def read(self, init_pos: int, lead_pos: int, variables: Sequence[str]) -> dict[str, np.ndarray]:
-        """The fields ``variables`` [lat, lon] of one initialisation and lead."""
+        """The fields ``variables`` [lat, lon] (``[member, lat, lon]`` for an ensemble) of one
+        initialisation and lead."""
         ...
 
 
@@ -88,6 +92,10 @@ class ObsProvider(Protocol):
 # --------------------------------------------------------------------------- sources
 
 
+#: Dimension of ensemble members in a forecast store.
+MEMBER_DIM = "member"
+
+
 def lead_hours_of(ds: xr.Dataset) -> np.ndarray:
     lead = ds["lead_time"].to_numpy()
     if lead.dtype.kind == "m":  # tolerate timedelta leads from writers that decode them
@@ -96,8 +104,8 @@ def lead_hours_of(ds: xr.Dataset) -> np.ndarray:
 
 
 class XarraySource:
-    """A forecast Dataset ``(init_time, lead_time, lat, lon)``; lazily backed ones (Zarr
-    opened with ``chunks=None``) read only the requested (init, lead) chunk."""
+    """A forecast Dataset ``(init_time, lead_time, [member,] lat, lon)``; lazily backed ones
+    (Zarr opened with ``chunks=None``) read only the requested (init, lead) chunk."""
 
     def __init__(self, ds: xr.Dataset) -> None:
         self.ds = ds
@@ -106,13 +114,15 @@ class XarraySource:
         self.init_times = utc_index(ds["init_time"].to_numpy())
         self.lead_hours = lead_hours_of(ds)
         self.variables = frozenset(map(str, ds.variables))
+        self.members = int(ds.sizes.get(MEMBER_DIM, 0))
+        self._dims = (MEMBER_DIM, "lat", "lon") if self.members else ("lat", "lon")
 
     def orography(self) -> np.ndarray:
         return np.asarray(self.ds["orography"].transpose("lat", "lon").values, dtype=np.float64)
 
     def read(self, init_pos: int, lead_pos: int, variables: Sequence[str]) -> dict[str, np.ndarray]:
         part = self.ds[list(variables)].isel(init_time=init_pos, lead_time=lead_pos)
-        return {v: np.asarray(part[v].transpose("lat", "lon").values) for v in variables}
+        return {v: np.asarray(part[v].transpose(*self._dims).values) for v in variables}
 
 
 class InMemoryObs:
@@ -270,9 +280,12 @@ def plan_stream(
 
 
 def _station_values(plan: StreamPlan, sys: _System, init_pos: np.ndarray) -> dict[str, np.ndarray]:
-    """variable → ``[init, lead, station]`` for the chunk's inits, one field set at a time."""
+    """variable → ``[init, lead, station]`` (``[init, lead, member, station]`` for an
+    ensemble) for the chunk's inits, one field set at a time."""
     n_st = len(plan.stations)
-    raw = {f: np.empty((init_pos.size, sys.read_leads.size, n_st)) for f in sys.fields}
+    members = (sys.source.members,) if sys.source.members else ()
+    shape = (init_pos.size, sys.read_leads.size, *members, n_st)
+    raw = {f: np.empty(shape) for f in sys.fields}
     for i, ip in enumerate(init_pos):
         for j, lp in enumerate(sys.read_pos):
             fields = sys.source.read(int(ip), int(lp), sys.fields)
@@ -294,6 +307,17 @@ def _station_values(plan: StreamPlan, sys: _System, init_pos: np.ndarray) -> dic
     return out
 
 
+def ensemble_mean(members: np.ndarray, variable: str) -> np.ndarray:
+    """The deterministic value of an ensemble ``[..., member]``: the member mean, or for a
+    direction the direction of the mean unit vector (the plain mean of 350° and 10° is 180°).
+    NaN where any member is NaN, so the common mask also covers every member."""
+    if variable in CIRCULAR_VARIABLES:
+        rad = np.deg2rad(members)
+        mean = np.degrees(np.arctan2(np.sin(rad).mean(axis=-1), np.cos(rad).mean(axis=-1)))
+        return np.asarray(np.mod(mean, 360.0))
+    return np.asarray(members.mean(axis=-1))
+
+
 def score_chunk(plan: StreamPlan, acc: Accumulator, obs: ObsProvider, chunk: slice) -> None:
     """Read, interpolate, match and accumulate one chunk of initialisations."""
     tol = pd.Timedelta(minutes=plan.cfg.match_tolerance_minutes)
@@ -309,7 +333,16 @@ def score_chunk(plan: StreamPlan, acc: Accumulator, obs: ObsProvider, chunk: sli
     for var in plan.variables:
         rows = obs.window(var, start, end)
         observed = match_obs(rows, stations, targets, tol).reshape(shape)
-        systems = {name: models[name][var] for name in plan.systems}
+        systems: dict[str, np.ndarray] = {}
+        ensembles: dict[str, np.ndarray] = {}
+        for name, sys in plan.systems.items():
+            if sys.source.members:
+                members = np.moveaxis(models[name][var], 2, -1)  # [init, lead, station, member]
+                systems[name] = ensemble_mean(members, var)
+                if var not in CIRCULAR_VARIABLES:  # CRPS of an angle needs a circular CRPS
+                    ensembles[name] = members
+            else:
+                systems[name] = models[name][var]
         if PERSISTENCE in plan.baselines:
             systems[PERSISTENCE] = persistence(rows, stations, inits, leads.size, tol)
         if CLIMATOLOGY in plan.baselines:
@@ -317,7 +350,7 @@ def score_chunk(plan: StreamPlan, acc: Accumulator, obs: ObsProvider, chunk: sli
         if var == "wd10":
             # Directions: the error is the wrapped angle, so forecast = obs + wrapped error.
             systems = {n: observed + wrap_degrees(v - observed) for n, v in systems.items()}
-        acc.update(var, observed, systems, valid)
+        acc.update(var, observed, systems, valid, ensembles)
 
 
 def score_stream(
