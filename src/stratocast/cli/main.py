@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg, paths = load_run(args.config, args.workdir)
         progress = not args.no_progress
+        if args.command == "verify" and args.analysis is not None:
+            analysis = {"analysis": str(args.analysis)}
+            cfg = cfg.model_copy(update={"verify": cfg.verify.model_copy(update=analysis)})
         if args.command == "demo":
             demo(cfg, paths, progress)
         elif args.command == "train":

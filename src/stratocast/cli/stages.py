@@ -124,12 +124,20 @@ def forecast(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
 
 
 def verify(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
+    from stratocast.verify.gridded import WORLD_TRUTH
+    from stratocast.verify.matching import VerifyInputError
     from stratocast.verify.run import run_verify
 
     _require(paths.forecast, "forecast", "forecast")
-    result = run_verify(
-        {"stratocast": paths.forecast}, paths.store, paths.stations_csv, cfg.verify, paths.verify
-    )
+    vcfg = cfg.verify
+    if vcfg.analysis == WORLD_TRUTH:  # the world's truth stands in for a reanalysis
+        vcfg = vcfg.model_copy(update={"analysis": str(truth_location(paths))})
+    try:
+        result = run_verify(
+            {"stratocast": paths.forecast}, paths.store, paths.stations_csv, vcfg, paths.verify
+        )
+    except VerifyInputError as err:
+        raise StageError(str(err)) from err
     table = result.rmse_table()
     print(
         table.pivot_table(index="lead_hours", columns=["variable", "system"], values="rmse")
@@ -155,6 +163,12 @@ def add_verify_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--stations", type=Path, default=None, help="catalogue CSV: score its role 'verify' rows"
     )
+    sp.add_argument(
+        "--analysis",
+        default=None,
+        help="Zarr/NetCDF (time, lat, lon) on the forecast grid, or 'truth' (the world's) "
+        "with --config: also score gridded RMSE and ACC against it",
+    )
 
 
 def verify_paths_command(args: argparse.Namespace) -> int:
@@ -169,7 +183,13 @@ def verify_paths_command(args: argparse.Namespace) -> int:
         return 2
     try:
         result = verify_paths(
-            args.forecast, args.obs, args.reference, args.out, None, args.stations
+            args.forecast,
+            args.obs,
+            args.reference,
+            args.out,
+            None,
+            args.stations,
+            Path(args.analysis) if args.analysis is not None else None,
         )
     except VerifyInputError as err:
         print(f"stratocast verify: error: {err}", file=sys.stderr)

@@ -87,6 +87,21 @@ class VerifyConfig(ComponentConfig):
     #: Paired block bootstrap resamples and seed for the significance tables.
     bootstrap_samples: int = Field(default=1000, ge=100)
     bootstrap_seed: int = 0
+    #: Analysis for gridded scores (WeatherBench2 conventions): a Zarr store or NetCDF file
+    #: with canonical names, dims (time, lat, lon), on the forecast grid; ``truth`` is the
+    #: built-in world's truth (resolved by the run's verify stage). None: no gridded scores.
+    analysis: str | None = None
+    #: Variables scored on the grid; None: the station variables the analysis and every
+    #: forecast carry as fields (ws10 from u10/v10), the others listed in the report.
+    gridded_variables: list[str] | None = None
+    #: ACC climatology from a file (canonical names, dims dayofyear, hour, lat, lon) instead
+    #: of one fitted to the analysis.
+    gridded_climatology: str | None = None
+    #: [start, end) of the analysis the fitted climatology averages; None: all of it.
+    gridded_climatology_period: tuple[datetime, datetime] | None = None
+    #: Days of the window (centred on the day of year) of the fitted climatology; 61 as in
+    #: WeatherBench2.
+    gridded_climatology_window_days: int = Field(default=61, ge=1, le=366)
 
     @field_validator("variables")
     @classmethod
@@ -114,6 +129,21 @@ class VerifyConfig(ComponentConfig):
                 raise ValueError(f"region {name!r} needs at least 3 (lon, lat) vertices")
             if any(abs(v[1]) > 90 for v in vertices):
                 raise ValueError(f"region {name!r}: a latitude lies outside [-90, 90]")
+        return value
+
+    @field_validator("gridded_climatology_period")
+    @classmethod
+    def _ordered_period(
+        cls, value: tuple[datetime, datetime] | None
+    ) -> tuple[datetime, datetime] | None:
+        if value is None:
+            return value
+        try:
+            ordered = value[0] < value[1]
+        except TypeError as err:  # one end with a time zone, the other without
+            raise ValueError(f"gridded_climatology_period: {err}") from err
+        if not ordered:
+            raise ValueError(f"gridded_climatology_period must be [start, end), got {value}")
         return value
 
     @field_validator("init_hours")

@@ -173,3 +173,25 @@ def plot_region_skill(
     finally:
         plt.close(fig)
     return path
+
+
+def plot_gridded_vs_lead(table: pd.DataFrame, variable: str, path: Path) -> Path:
+    """Gridded RMSE and ACC against lead time for one variable, one line per system."""
+    rows = table[table["variable"] == variable]
+    fig, (ax_rmse, ax_acc) = plt.subplots(1, 2, figsize=(10.0, 4.0), dpi=100, layout="constrained")
+    try:
+        for system in dict.fromkeys(rows["system"]):
+            sub = rows[rows["system"] == system].sort_values("lead_hours")
+            ax_rmse.plot(sub["lead_hours"], sub["rmse"], marker="o", ms=3, label=str(system))
+            ax_acc.plot(sub["lead_hours"], sub["acc"], marker="o", ms=3, label=str(system))
+        ax_rmse.set_ylabel(f"latitude-weighted RMSE [{_units(variable)}]")
+        ax_acc.set_ylabel("anomaly correlation (ACC)")
+        for ax in (ax_rmse, ax_acc):
+            ax.set_xlabel("lead time [h]")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{variable}: gridded scores against the analysis", fontsize=10)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path

@@ -42,6 +42,9 @@ class MaskSummary:
     station_ids: Sequence[str] = ()
     #: Which regions are scored (or why AR6 regions are not).
     regions: str = ""
+    #: Gridded scores against an analysis: analysis, climatology, variables, skipped (empty
+    #: when no analysis is configured).
+    gridded: Mapping[str, str] = field(default_factory=dict)
 
 
 def _template() -> jinja2.Template:
@@ -200,6 +203,16 @@ def _significance_grid(table: pd.DataFrame) -> dict[str, Any] | None:
     return _grid([*heads, "p (Diebold–Mariano)", "inits", "note"], rows)
 
 
+def _gridded_grid(table: pd.DataFrame) -> dict[str, Any] | None:
+    if table.empty:
+        return None
+    rows = [
+        [r.variable, int(r.lead_hours), r.system, r.rmse, r.acc, int(r.n_fields)]
+        for r in table.sort_values(["variable", "lead_hours"], kind="stable").itertuples()
+    ]
+    return _grid(["variable", "lead [h]", "system", "RMSE", "ACC", "fields"], rows)
+
+
 def render_report(
     scorecard: pd.DataFrame,
     plots: Sequence[Path],
@@ -209,6 +222,7 @@ def render_report(
     title: str = "stratocast verification",
     tables: Mapping[str, pd.DataFrame] | None = None,
     region_plots: Sequence[Path] = (),
+    gridded_plots: Sequence[Path] = (),
 ) -> Path:
     """Write the HTML report to ``path``; ``tables`` are the scorecard's other tables."""
     from stratocast import __version__
@@ -235,6 +249,8 @@ def render_report(
         region_lead=region_lead,
         region_plots=[{"name": p.name, "data": _embed(p)} for p in region_plots],
         significance=_significance_grid(tables.get("significance", empty)),
+        gridded_table=_gridded_grid(tables.get("gridded", empty)),
+        gridded_plots=[{"name": p.name, "data": _embed(p)} for p in gridded_plots],
         plots=[{"name": p.name, "data": _embed(p)} for p in plots],
         config_json=json.dumps(dict(config), indent=2, default=str, sort_keys=True),
         **mask.__dict__,

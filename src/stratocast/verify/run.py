@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from stratocast.verify.config import BASELINES, VerifyConfig
+from stratocast.verify.gridded import GriddedSetup, build_gridded, empty_gridded_table
 from stratocast.verify.matching import (
     FORECAST_DIMS,
     Stations,
@@ -21,7 +22,12 @@ from stratocast.verify.matching import (
     stations_from_obs,
 )
 from stratocast.verify.metrics import ScoreAccumulator, systems_order
-from stratocast.verify.plots import plot_region_skill, plot_rmse_vs_lead, plot_station_skill_map
+from stratocast.verify.plots import (
+    plot_gridded_vs_lead,
+    plot_region_skill,
+    plot_rmse_vs_lead,
+    plot_station_skill_map,
+)
 from stratocast.verify.regions import (
     RegionError,
     region_outlines,
@@ -65,7 +71,7 @@ class VerifyResult:
     scorecard_netcdf: Path
     attrs: dict[str, object] = field(default_factory=dict)
     #: Every scorecard table by name (scores, accuracy, contingency, ensemble, regions,
-    #: station_regions, significance), as written to Parquet and NetCDF.
+    #: station_regions, significance, gridded), as written to Parquet and NetCDF.
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def rmse_table(self) -> pd.DataFrame:
@@ -156,6 +162,7 @@ def verify_sources(
     sources: dict[str, ForecastSource] = {n: XarraySource(ds) for n, ds in forecasts.items()}
     axes = common_time_axes(sources, cfg)
     period = climatology_period(cfg, axes.inits[0])
+    gridded = build_gridded(cfg, sources, axes.inits, axes.leads, list(forecasts))
     plan = plan_stream(
         sources,
         inputs.stations,
@@ -163,11 +170,12 @@ def verify_sources(
         cfg,
         inputs.climatology,
         (period[0] or EARLIEST, period[1]),
+        gridded_fields=gridded.scorer.fields if gridded else (),
     )
     acc = ScoreAccumulator(
         systems_order(list(forecasts), cfg.baselines), variables, axes.leads, inputs.stations.ids
     )
-    score_stream(plan, acc, inputs.obs)
+    score_stream(plan, acc, inputs.obs, gridded=gridded.scorer if gridded else None)
     mask = MaskSummary(
         n_stations_requested=inputs.n_requested,
         n_stations_with_obs=len(inputs.stations),
@@ -184,8 +192,9 @@ def verify_sources(
         skipped=skipped,
         station_set=inputs.description,
         station_ids=[str(s) for s in inputs.stations.ids],
+        gridded=gridded.notes if gridded else {},
     )
-    return _write_outputs(acc, inputs.stations, mask, cfg, out_dir, list(forecasts))
+    return _write_outputs(acc, inputs.stations, mask, cfg, out_dir, list(forecasts), gridded)
 
 
 def verify(
@@ -265,9 +274,13 @@ def region_setup(stations: Stations, cfg: VerifyConfig) -> RegionSetup:
 
 
 def score_tables(
-    acc: ScoreAccumulator, regions: RegionSetup, models: Sequence[str], cfg: VerifyConfig
+    acc: ScoreAccumulator,
+    regions: RegionSetup,
+    models: Sequence[str],
+    cfg: VerifyConfig,
+    gridded: GriddedSetup | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the scorecard, all from the accumulator's sums."""
+    """Every table of the scorecard, all from the accumulators' sums."""
     reference = cfg.skill_reference
     return {
         "scores": acc.scorecard(reference),
@@ -279,6 +292,7 @@ def score_tables(
         "significance": acc.significance_table(
             significance_pairs(models, reference), cfg.bootstrap_samples, cfg.bootstrap_seed
         ),
+        "gridded": gridded.scorer.table() if gridded else empty_gridded_table(),
     }
 
 
@@ -289,10 +303,11 @@ def _write_outputs(
     cfg: VerifyConfig,
     out_dir: Path,
     models: Sequence[str],
+    gridded: GriddedSetup | None = None,
 ) -> VerifyResult:
     regions = region_setup(stations, cfg)
     mask = replace(mask, regions=regions.note)
-    tables = score_tables(acc, regions, models, cfg)
+    tables = score_tables(acc, regions, models, cfg, gridded)
     scorecard = tables["scores"]
     per_station = acc.station_scores(cfg.map_lead_hours, cfg.skill_reference)
     coords = pd.DataFrame({"station_id": stations.ids, "lat": stations.lat, "lon": stations.lon})
@@ -327,6 +342,11 @@ def _write_outputs(
             )
             for v in mask.variables
         ]
+    grid_table = tables["gridded"]
+    gridded_plots = [
+        plot_gridded_vs_lead(grid_table, str(v), plot_dir / f"gridded_vs_lead_{v}.png")
+        for v in dict.fromkeys(grid_table["variable"])
+    ]
     report = render_report(
         scorecard,
         plots,
@@ -335,11 +355,11 @@ def _write_outputs(
         out_dir / "report.html",
         tables=tables,
         region_plots=region_plots,
+        gridded_plots=gridded_plots,
     )
     log.info("verification report written to %s", report)
-    return VerifyResult(
-        scorecard, per_station, report, [*plots, *region_plots], parquet, netcdf, attrs, tables
-    )
+    every_plot = [*plots, *region_plots, *gridded_plots]
+    return VerifyResult(scorecard, per_station, report, every_plot, parquet, netcdf, attrs, tables)
 
 
 # --------------------------------------------------------------------------- from disk
@@ -422,10 +442,12 @@ def verify_paths(
     out_dir: Path,
     cfg: VerifyConfig | None = None,
     stations_csv: Path | None = None,
+    analysis: Path | None = None,
 ) -> VerifyResult:
     """``stratocast verify --forecast F --obs O --reference R``: one forecast store against
     an observation store directory or a WeatherReal-style NetCDF, with a baseline or a
-    second forecast store as the skill reference.
+    second forecast store as the skill reference. With ``analysis`` (a Zarr/NetCDF on the
+    forecast grid) gridded RMSE and ACC are scored too.
 
     Without ``cfg`` every WeatherReal protocol variable both sides carry is scored and the
     others are listed in the report with the reason.
@@ -444,7 +466,10 @@ def verify_paths(
         forecasts[ref_name] = open_forecast(ref_name, Path(reference))
         baselines, reference = [], ref_name
     base = cfg or VerifyConfig(variables=list(PROTOCOL_VARIABLES), skip_unavailable=True)
-    cfg = base.model_copy(update={"baselines": baselines, "skill_reference": reference})
+    update: dict[str, object] = {"baselines": baselines, "skill_reference": reference}
+    if analysis is not None:
+        update["analysis"] = str(analysis)
+    cfg = base.model_copy(update=update)
     obs = Path(obs)
     if obs.is_file():
         inputs = weatherreal_inputs(obs, stations_csv)

@@ -46,6 +46,7 @@ TABLE_INDEX: Mapping[str, tuple[str, ...]] = {
     "accuracy": ("system", "variable", "lead_hours", "threshold"),
     "contingency": ("system", "variable", "lead_hours", "threshold"),
     "ensemble": ("system", "variable", "lead_hours"),
+    "gridded": ("system", "variable", "lead_hours"),
     "regions": ("region_key", "system", "variable", "lead_hours"),
     "significance": ("comparison", "variable", "lead_hours"),
     "station_regions": ("row",),

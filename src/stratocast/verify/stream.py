@@ -10,9 +10,12 @@ window, and the accumulators' running sums — so peak memory is
     + chunk × leads × stations × (systems + 1) × 8 bytes per variable
     + the accumulators (systems × leads × stations × a few sums per variable),
 
-independent of the number of initialisations. Forecasts come from a :class:`ForecastSource`
-(an xarray/Zarr store read lazily, or a generator in the benchmark), observations from an
-:class:`ObsProvider` asked only for each chunk's time window.
+independent of the number of initialisations. With an analysis (``stratocast.verify.gridded``)
+the chunk is read initialisation by initialisation and each field set is also scored on the
+grid before it is dropped, adding one initialisation's analysis fields to the peak.
+Forecasts come from a :class:`ForecastSource` (an xarray/Zarr store read lazily, or a
+generator in the benchmark), observations from an :class:`ObsProvider` asked only for each
+chunk's time window.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import xarray as xr
 
 from stratocast.verify.baselines import Climatology, persistence
 from stratocast.verify.config import CLIMATOLOGY, PERSISTENCE, PRECIP_HOURS, VerifyConfig
+from stratocast.verify.gridded import GriddedScorer
 from stratocast.verify.matching import (
     BilinearWeights,
     Stations,
@@ -220,8 +224,10 @@ def _system(
     axes_leads: np.ndarray,
     cfg: VerifyConfig,
     variables: Sequence[str],
+    extra_fields: Sequence[str] = (),
 ) -> _System:
     need = required_forecast_variables(variables, cfg.lapse_rate, source.variables)
+    need = list(dict.fromkeys([*need, *extra_fields]))
     weights = bilinear_weights(source.lat, source.lon, stations.lat, stations.lon)
     orog = weights.apply(source.orography()) if "orography" in need else None
     leads = set(axes_leads.tolist())
@@ -261,10 +267,16 @@ def plan_stream(
     cfg: VerifyConfig,
     climatology_obs: ObsProvider | None = None,
     climatology_period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    *,
+    gridded_fields: Sequence[str] = (),
 ) -> StreamPlan:
-    """Interpolation weights, read plans and fitted climatologies for :func:`score_stream`."""
+    """Interpolation weights, read plans and fitted climatologies for :func:`score_stream`;
+    ``gridded_fields`` are read besides the station variables' for gridded scores."""
     axes = common_time_axes(sources, cfg)
-    systems = {n: _system(s, stations, axes.leads, cfg, variables) for n, s in sources.items()}
+    systems = {
+        n: _system(s, stations, axes.leads, cfg, variables, gridded_fields)
+        for n, s in sources.items()
+    }
     climatologies: dict[str, Climatology] = {}
     if CLIMATOLOGY in cfg.baselines:
         if climatology_obs is None or climatology_period is None:
@@ -279,19 +291,36 @@ def plan_stream(
     )
 
 
-def _station_values(plan: StreamPlan, sys: _System, init_pos: np.ndarray) -> dict[str, np.ndarray]:
-    """variable → ``[init, lead, station]`` (``[init, lead, member, station]`` for an
-    ensemble) for the chunk's inits, one field set at a time."""
-    n_st = len(plan.stations)
+def _allocate(plan: StreamPlan, sys: _System, n_inits: int) -> dict[str, np.ndarray]:
     members = (sys.source.members,) if sys.source.members else ()
-    shape = (init_pos.size, sys.read_leads.size, *members, n_st)
-    raw = {f: np.empty(shape) for f in sys.fields}
-    for i, ip in enumerate(init_pos):
-        for j, lp in enumerate(sys.read_pos):
-            fields = sys.source.read(int(ip), int(lp), sys.fields)
-            for f in sys.fields:
-                raw[f][i, j] = sys.weights.apply(fields[f])
-            del fields  # the only full fields alive: one (init, lead) of one system
+    shape = (n_inits, sys.read_leads.size, *members, len(plan.stations))
+    return {f: np.empty(shape) for f in sys.fields}
+
+
+def _read_init(
+    name: str,
+    sys: _System,
+    init_pos: int,
+    raw: dict[str, np.ndarray],
+    i: int,
+    gridded: GriddedScorer | None,
+) -> None:
+    """One initialisation of one system: every read lead interpolated into ``raw[:, i]``,
+    and scored on the grid while its fields are in memory."""
+    for j, lp in enumerate(sys.read_pos):
+        fields = sys.source.read(init_pos, int(lp), sys.fields)
+        for f in sys.fields:
+            raw[f][i, j] = sys.weights.apply(fields[f])
+        if gridded is not None:
+            gridded.update(name, int(sys.read_leads[j]), fields)
+        del fields  # the only full fields alive: one (init, lead) of one system
+
+
+def _station_values(
+    plan: StreamPlan, sys: _System, raw: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """variable → ``[init, lead, station]`` (``[init, lead, member, station]`` for an
+    ensemble) from the stations' interpolated fields ``raw``."""
     scored = pd.Index(sys.read_leads).get_indexer(plan.axes.leads)
     at_leads = {f: a[:, scored] for f, a in raw.items()}
     if sys.orography is not None:
@@ -318,17 +347,39 @@ def ensemble_mean(members: np.ndarray, variable: str) -> np.ndarray:
     return np.asarray(members.mean(axis=-1))
 
 
-def score_chunk(plan: StreamPlan, acc: Accumulator, obs: ObsProvider, chunk: slice) -> None:
-    """Read, interpolate, match and accumulate one chunk of initialisations."""
+def _read_chunk(
+    plan: StreamPlan, chunk: slice, gridded: GriddedScorer | None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every system's station values for the chunk, read initialisation by initialisation
+    so the gridded scorer holds one initialisation's analysis at a time."""
+    inits = plan.axes.inits[chunk]
+    raw = {name: _allocate(plan, sys, inits.size) for name, sys in plan.systems.items()}
+    for i, init in enumerate(inits):
+        if gridded is not None:
+            gridded.begin_init(init)
+        for name, sys in plan.systems.items():
+            pos = int(plan.axes.init_pos[name][chunk][i])
+            _read_init(name, sys, pos, raw[name], i, gridded)
+        if gridded is not None:
+            gridded.end_init()
+    return {name: _station_values(plan, sys, raw[name]) for name, sys in plan.systems.items()}
+
+
+def score_chunk(
+    plan: StreamPlan,
+    acc: Accumulator,
+    obs: ObsProvider,
+    chunk: slice,
+    gridded: GriddedScorer | None = None,
+) -> None:
+    """Read, interpolate, match and accumulate one chunk of initialisations (and score the
+    fields against the analysis when ``gridded`` is given)."""
     tol = pd.Timedelta(minutes=plan.cfg.match_tolerance_minutes)
     inits, leads, stations = plan.axes.inits[chunk], plan.axes.leads, plan.stations
     valid = valid_times(inits, leads)  # [init, lead]
     targets = utc_index(valid.ravel())
     start, end = inits.min() - tol, targets.max() + tol
-    models = {
-        name: _station_values(plan, sys, plan.axes.init_pos[name][chunk])
-        for name, sys in plan.systems.items()
-    }
+    models = _read_chunk(plan, chunk, gridded)
     shape = (inits.size, leads.size, len(stations))
     for var in plan.variables:
         rows = obs.window(var, start, end)
@@ -358,11 +409,14 @@ def score_stream(
     acc: Accumulator,
     obs: ObsProvider,
     on_chunk: Callable[[int, int], None] | None = None,
+    *,
+    gridded: GriddedScorer | None = None,
 ) -> Accumulator:
-    """Stream every chunk of initialisations through ``acc``; ``on_chunk(done, total)``."""
+    """Stream every chunk of initialisations through ``acc`` (and ``gridded``);
+    ``on_chunk(done, total)``."""
     parts = list(chunks(plan.axes.inits.size, plan.cfg.init_chunk_size))
     for k, chunk in enumerate(parts):
-        score_chunk(plan, acc, obs, chunk)
+        score_chunk(plan, acc, obs, chunk, gridded)
         if on_chunk is not None:
             on_chunk(k + 1, len(parts))
     return acc
