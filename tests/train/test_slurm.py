@@ -64,6 +64,7 @@ def test_script_asks_slurm_for_the_configured_job(tmp_path: Path) -> None:
         f"#SBATCH --error={tmp_path}/slurm-logs/%x-%j.err",
         f"REQUEUE_EXIT_CODE={REQUEUE_EXIT_CODE}",
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "rdzv_port=$(( 29500 + ${SLURM_RESTART_COUNT:-0} % 100 ))",
         "trap forward_usr1 USR1",
         'scontrol requeue "$SLURM_JOB_ID"',
     ):
@@ -75,7 +76,7 @@ def test_script_asks_slurm_for_the_configured_job(tmp_path: Path) -> None:
         "--nnodes=$SLURM_NNODES",
         "--nproc-per-node=4",
         "--rdzv-backend=c10d",
-        "--rdzv-endpoint=$head_node:29500",
+        "--rdzv-endpoint=$head_node:$rdzv_port",
         f"-m stratocast.cli.main train --config {cfg.resolve()} --no-progress",
     ):
         assert arg in srun, arg
@@ -125,8 +126,9 @@ def test_bad_options_are_named(tmp_path: Path, kw: dict[str, object], match: str
 
 
 def test_cli_writes_the_script_and_reports_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the script's default log dir is relative to the cwd
     cfg = _config(tmp_path, nodes=1, procs=2)
     out = tmp_path / "cli.sbatch"
     argv = ["slurm", "--config", str(cfg), "--nodes", "1", "--gpus-per-node", "0"]
@@ -142,6 +144,9 @@ def test_launcher_exit_code_is_the_workers_common_code() -> None:
 
     assert exit_code_of({0: fail(143), 1: fail(143)}) == 143
     assert exit_code_of({0: fail(143), 1: fail(1)}) == 1  # disagreeing ranks: a failure
+    # the agent SIGTERMs the rank still exiting once the first one has exited with 143
+    assert exit_code_of({0: fail(-15), 1: fail(143)}) == 143
+    assert exit_code_of({0: fail(-9), 1: fail(-15)}) == 1  # nobody exited normally
     assert exit_code_of({0: fail(-9)}) == 1  # killed by a signal: never "requeue me"
 
 
@@ -226,7 +231,9 @@ class Cluster:
         raise AssertionError(f"job {job_id} not in {until} after {timeout} s: {info}")
 
     def release_requeued(self, job_id: str) -> None:
-        # Slurm holds a requeued job ~2 min (BeginTime) before it may run again; start it now.
+        # Slurm holds a requeued job for the credential lifetime + 1 s (BeginTime) before it
+        # may run again: started earlier, slurmd refuses it ("Job credential revoked"). The
+        # test cluster sets cred_expire=5 (default 120 s), so the hold is ~6 s here.
         deadline = time.monotonic() + 120
         while (info := self.job(job_id))["Restarts"] == "0":
             if info["JobState"] in {"COMPLETED", "FAILED", "CANCELLED"}:
@@ -234,8 +241,6 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} not requeued after 120 s: {info}")
             time.sleep(0.5)
-        if info["JobState"] == "PENDING":
-            self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
 _SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "scontrol", "munged", "mungekey")
@@ -270,7 +275,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             SlurmdPort={_free_port()}
             AuthType=auth/munge
             CredType=cred/munge
-            AuthInfo=socket={munge}/socket
+            AuthInfo=socket={munge}/socket,cred_expire=5
             SlurmUser=root
             SlurmdUser=root
             StateSaveLocation={root}/state
@@ -383,7 +388,7 @@ def test_generated_script_requeues_on_usr1_and_the_rerun_resumes(
     slurm.release_requeued(job_id)
     info = slurm.wait(job_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=120)
     log = _log(tmp_path)
-    assert info["JobState"] == "COMPLETED", log
+    assert info["JobState"] == "COMPLETED", (info, log)
     assert info["Restarts"] == "1", log
     assert "SIGUSR1: asking the trainers to checkpoint" in log
     assert f"trainers checkpointed (exit {REQUEUE_EXIT_CODE}): requeueing" in log
@@ -444,7 +449,7 @@ def test_real_trainer_checkpoints_on_usr1_is_requeued_and_finishes(
     slurm.release_requeued(job_id)
     info = slurm.wait(job_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=240)
     log = _log(tmp_path)
-    assert info["JobState"] == "COMPLETED", log
+    assert info["JobState"] == "COMPLETED", (info, log)
     assert info["Restarts"] == "1", log
     assert f"trainers checkpointed (exit {REQUEUE_EXIT_CODE}): requeueing" in log
     from stratocast.train.dcp_checkpoint import complete_steps

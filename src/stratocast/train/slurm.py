@@ -173,7 +173,7 @@ def render(p: Plan, config_for_script: Path) -> str:
         "--nnodes=$SLURM_NNODES",
         f"--nproc-per-node={job.procs}",
         "--rdzv-id=$SLURM_JOB_ID --rdzv-backend=c10d",
-        f"--rdzv-endpoint=$head_node:{job.port}",
+        "--rdzv-endpoint=$head_node:$rdzv_port",
         f"-m stratocast.cli.main train --config {_q(config_for_script)} --no-progress",
     ]
     if job.workdir:
@@ -203,8 +203,12 @@ def render(p: Plan, config_for_script: Path) -> str:
             "trap forward_usr1 USR1",
             "",
             'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "# A requeued run may land on the same head node seconds after the previous one",
+            "# exited, while its rendezvous socket is still held or in TIME_WAIT: each restart",
+            "# takes the next port.",
+            f"rdzv_port=$(( {job.port} + ${{SLURM_RESTART_COUNT:-0}} % 100 ))",
             'log "job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}, nodes'
-            " $SLURM_JOB_NODELIST, rendezvous $head_node:" + f'{job.port}"',
+            ' $SLURM_JOB_NODELIST, rendezvous $head_node:$rdzv_port"',
             "",
             "# srun in the background: bash runs a trap only between commands, and `wait` is",
             "# interruptible where a foreground srun is not.",
@@ -267,11 +271,19 @@ def _forward_to_children(signum: int, frame: FrameType | None) -> None:
 
 
 def exit_code_of(failures: dict[int, Any]) -> int:
-    """One code for the node's failed workers: their common exit code when they agree and it
-    is a normal exit (the trainers' requeue code passes through), else 1."""
-    codes = {f.exitcode for f in failures.values()}
-    if len(codes) == 1 and 0 < (code := codes.pop()) < 256:
-        return int(code)
+    """One code for the node's failed workers: the exit code of those that exited normally
+    when they agree (the trainers' requeue code passes through), else 1.
+
+    Workers killed by a signal (negative codes) are ignored when others exited normally: the
+    agent tears the remaining workers down with SIGTERM as soon as the first one exits, and
+    with a preemption that first exit comes after the collective checkpoint save (which ends
+    in a barrier), so the others are only being stopped on their way out. A real failure
+    (exit 1, a crash) still gives 1, and so do workers that all died by a signal.
+    """
+    codes = {int(f.exitcode) for f in failures.values()}
+    normal = {c for c in codes if c > 0}
+    if len(normal) == 1 and 0 < (code := normal.pop()) < 256:
+        return code
     return 1
 
 
