@@ -89,7 +89,10 @@ def _torchrun(cfg: TrainConfig, shards: Path, out: Path, *extra: str) -> None:
         _command(cfg, shards, out, *extra), env=_env(), capture_output=True, text=True, timeout=240
     )
     if proc.returncode != 0:
-        pytest.fail(f"torchrun failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        # the first failing rank's traceback is usually early; the agent's summary is last
+        err = proc.stderr
+        shown = err if len(err) <= 8000 else f"{err[:4000]}\n[...]\n{err[-4000:]}"
+        pytest.fail(f"torchrun failed ({proc.returncode}):\n{shown}")
 
 
 @pytest.fixture(scope="module")
