@@ -20,6 +20,7 @@ from stratocast.obs.ingest import IngestConfig, ingest
 from stratocast.obs.remote import expand, is_remote
 from stratocast.obs.stations import StationCatalogue
 from stratocast.obs.store import read_observations, read_quarantine
+from stratocast.testing.s3 import local_s3
 
 DATA = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
 needs_data = pytest.mark.skipif(
@@ -89,35 +90,15 @@ def test_is_remote() -> None:
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, Any]]:
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("s3fs")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        options = {
-            "endpoint_url": f"http://{host}:{port}",
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
-        client = boto3.client(
-            "s3",
-            endpoint_url=options["endpoint_url"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="obs")
+    for module in ("moto.server", "boto3", "s3fs"):
+        pytest.importorskip(module)
+    with local_s3("obs") as (options, client):
         if DATA.is_dir():
             for f in sorted((DATA / "metar").glob("*.txt")):
                 client.upload_file(str(f), "obs", f"raw/metar/{f.name}")
             for f in sorted((DATA / "bufr").glob("*synop*.bufr")):
                 client.upload_file(str(f), "obs", f"raw/bufr/{f.name}")
         yield options
-    finally:
-        server.stop()
 
 
 @needs_data

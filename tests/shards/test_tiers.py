@@ -18,6 +18,7 @@ from stratocast.shards.build import create_array, record_checksums, write_block
 from stratocast.shards.layout import ShardError
 from stratocast.shards.reader import ShardArrayReader
 from stratocast.shards.tiers import DiskCache, Location
+from stratocast.testing.s3 import local_s3
 
 SHAPE = (40, 2, 16, 24)
 SHARD_STEPS = 8  # 5 shard objects
@@ -35,32 +36,12 @@ def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def s3(local_store: Path) -> Iterator[tuple[dict[str, Any], Any]]:
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("s3fs")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        options = {
-            "endpoint_url": f"http://{host}:{port}",
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
-        client = boto3.client(
-            "s3",
-            endpoint_url=options["endpoint_url"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="shards")
+    for module in ("moto.server", "boto3", "s3fs"):
+        pytest.importorskip(module)
+    with local_s3("shards") as (options, client):
         for f in sorted(p for p in local_store.rglob("*") if p.is_file()):
             client.upload_file(str(f), "shards", f"run1/{f.relative_to(local_store)}")
         yield options, client
-    finally:
-        server.stop()
 
 
 def _read(reader: ShardArrayReader, t0: int, t1: int) -> np.ndarray:
