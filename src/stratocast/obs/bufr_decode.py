@@ -29,6 +29,7 @@ section-4 length raises it too, so a decoding slip falls back instead of giving 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -197,6 +198,10 @@ class Layout:
     factor: FloatArray
     string: npt.NDArray[np.bool_]
     can_miss: npt.NDArray[np.bool_]
+    # What callers derive once per layout (the ecCodes cross-check verdict, a reader's key
+    # index): it lives and dies with the cached layout, so it can never be attached to a
+    # different layout that happens to reuse an evicted one's memory (as id() keys could).
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -548,7 +553,7 @@ def decode(msg: bytes, header: Header | None = None) -> Decoded:
     if header.subsets < 1:
         raise UnsupportedBufr("no subsets")
     layout = compile_layout(header)
-    verdict = _CHECKED.get(id(layout))
+    verdict = layout.derived.get(_CHECK)
     if verdict is False:
         raise UnsupportedBufr("this template decoded differently from ecCodes before")
     data = msg[header.data[0] : header.data[1]]
@@ -557,19 +562,19 @@ def decode(msg: bytes, header: Header | None = None) -> Decoded:
     else:
         dec = _uncompressed(header, layout, data)
     if verdict is None:
-        _CHECKED[id(layout)] = ok = _agrees_with_eccodes(msg, dec)
+        layout.derived[_CHECK] = ok = _agrees_with_eccodes(msg, dec)
         if not ok:
             raise UnsupportedBufr("decoded values differ from ecCodes for this template")
     return dec
 
 
-# Layout id -> did its first message decode exactly as ecCodes decodes it. Table D sequences
-# are expanded by ecCodes, which applies and drops operators hidden inside them; a hidden 202
-# (scale change) would otherwise decode to wrong numbers without any length mismatch. One
-# ecCodes unpack per template (~10 ms) closes that hole; the layouts are cached for the
-# process, so the check is paid once. A hidden operator inside a delayed replication that is
+# layout.derived[_CHECK]: did the layout's first message decode exactly as ecCodes does.
+# Table D sequences are expanded by ecCodes, which applies and drops operators hidden inside
+# them; a hidden 202 (scale change) would otherwise decode to wrong numbers without any length
+# mismatch. One ecCodes unpack per template (~10 ms) closes that hole; layouts are cached
+# for the process, so the check is paid once. A hidden operator inside a delayed replication that is
 # empty in the first message can still slip through (none of the known templates has one).
-_CHECKED: dict[int, bool] = {}
+_CHECK = "agrees_with_eccodes"
 
 
 def _agrees_with_eccodes(msg: bytes, dec: Decoded) -> bool:

@@ -152,29 +152,25 @@ class _DecodedArrays:
         return int(v) if self.is_int[k] and v == v else v
 
 
-_INTEGRAL: dict[int, np.ndarray] = {}
-_KEY_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 _KEY_ORDER = sorted(_WANTED)
 
 
 def _integral(layout: Layout) -> np.ndarray:
-    found = _INTEGRAL.get(id(layout))
+    found: np.ndarray | None = layout.derived.get("synop_integral")
     if found is None:
-        found = (layout.factor == 1.0) & ~layout.string
-        _INTEGRAL[id(layout)] = found
+        found = layout.derived["synop_integral"] = (layout.factor == 1.0) & ~layout.string
     return found
 
 
 def _key_index(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Per layout element: index into _KEY_ORDER (or -1), and whether it is the height."""
-    found = _KEY_INDEX.get(id(layout))
+    found: tuple[np.ndarray, np.ndarray] | None = layout.derived.get("synop_key_index")
     if found is None:
         pos = {k: i for i, k in enumerate(_KEY_ORDER)}
-        found = (
+        found = layout.derived["synop_key_index"] = (
             np.asarray([pos.get(n, -1) for n in layout.name], dtype=np.int64),
             np.asarray([n == _HEIGHT for n in layout.name], dtype=np.bool_),
         )
-        _KEY_INDEX[id(layout)] = found
     return found
 
 
