@@ -6,9 +6,11 @@ at the next ``BUFR`` marker, so one bad message never hides the rest of a file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import eccodes
 
@@ -27,6 +29,66 @@ def open_handle(msg: bytes, where: str) -> int | Rejection:
     except eccodes.CodesInternalError as err:
         return Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
     return handle
+
+
+L = TypeVar("L")
+
+
+@dataclass(frozen=True)
+class Unpacked(Generic[L]):
+    """An unpacked ecCodes handle with the header facts every reader checks first."""
+
+    handle: int
+    subsets: int
+    category: int
+    centre: int
+    compressed: bool
+    layout: L  # what the reader's key walk learnt about the message
+
+
+@contextmanager
+def unpacked(
+    msg: bytes, where: str, walk: Callable[[int, bool], L]
+) -> Iterator[Unpacked[L] | Rejection]:
+    """Open and unpack one message through ecCodes and walk its keys; the handle is released
+    on exit. A message ecCodes cannot open or unpack becomes a ``corrupt_message`` Rejection.
+    """
+    h = open_handle(msg, where)
+    if isinstance(h, Rejection):
+        yield h
+        return
+    try:
+        try:
+            # Attribute keys (units, widths, references of every element) are never read by
+            # the readers; not materialising them makes unpacking ~1.4x faster.
+            eccodes.codes_set(h, "skipExtraKeyAttributes", 1)
+            eccodes.codes_set(h, "unpack", 1)
+            compressed = bool(eccodes.codes_get(h, "compressedData"))
+            found: Unpacked[L] | Rejection = Unpacked(
+                h,
+                int(eccodes.codes_get(h, "numberOfSubsets")),
+                int(eccodes.codes_get(h, "dataCategory")),
+                int(eccodes.codes_get(h, "bufrHeaderCentre")),
+                compressed,
+                walk(h, compressed),
+            )
+        except eccodes.CodesInternalError as err:
+            reason = f"{where}: ecCodes cannot unpack: {err}"
+            found = Rejection(where, "corrupt_message", reason, msg[:64].hex())
+        yield found
+    finally:
+        eccodes.codes_release(h)
+
+
+def each_subset(n: int, where: str, decode: Callable[[int, str], Any]) -> Iterator[Any]:
+    """``decode(s, report_id)`` for every subset; an ecCodes error in one subset becomes its
+    Rejection and the next subset is decoded."""
+    for s in range(n):
+        report_id = f"{where}:{s + 1}"
+        try:
+            yield decode(s, report_id)
+        except eccodes.CodesInternalError as err:
+            yield Rejection(report_id, "corrupt_message", f"ecCodes error: {err}", "")
 
 
 def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:

@@ -47,7 +47,7 @@ import numpy as np
 
 from stratocast.obs.base import Record, Rejection, Report
 from stratocast.obs.bufr_decode import Decoded, Layout, UnsupportedBufr, decode, parse_header
-from stratocast.obs.bufr_file import bufr_messages, is_missing, key_names, open_handle
+from stratocast.obs.bufr_file import bufr_messages, each_subset, is_missing, key_names, unpacked
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -255,43 +255,21 @@ class SynopBufrSource:
     def _message_eccodes(
         self, msg: bytes, where: str, catalogue: StationCatalogue | None
     ) -> Iterator[Record]:
-        h = open_handle(msg, where)
-        if isinstance(h, Rejection):
-            yield h
-            return
-        try:
-            try:
-                # Attribute keys (units, widths, references of every element) are never read
-                # here; not materialising them makes unpacking ~1.4x faster.
-                eccodes.codes_set(h, "skipExtraKeyAttributes", 1)
-                eccodes.codes_set(h, "unpack", 1)
-                n = int(eccodes.codes_get(h, "numberOfSubsets"))
-                category = int(eccodes.codes_get(h, "dataCategory"))
-                centre = int(eccodes.codes_get(h, "bufrHeaderCentre"))
-                compressed = bool(eccodes.codes_get(h, "compressedData"))
-                layout = _walk(h, compressed)
-            except eccodes.CodesInternalError as err:
-                yield Rejection(
-                    where,
-                    "corrupt_message",
-                    f"{where}: ecCodes cannot unpack: {err}",
-                    msg[:64].hex(),
-                )
+        with unpacked(msg, where, _walk) as m:
+            if isinstance(m, Rejection):
+                yield m
                 return
-            if category not in _SURFACE_CATEGORIES:
-                yield self._not_synop(where, category, msg)
+            if m.category not in _SURFACE_CATEGORIES:
+                yield self._not_synop(where, m.category, msg)
                 return
-            arrays = _Arrays(h, compressed, n)
-            for s in range(n):
-                keys = layout[0] if compressed else (layout[s] if s < len(layout) else {})
-                try:
-                    yield self._subset(arrays, keys, s, f"{where}:{s + 1}", catalogue, centre)
-                except eccodes.CodesInternalError as err:
-                    yield Rejection(
-                        f"{where}:{s + 1}", "corrupt_message", f"ecCodes error: {err}", ""
-                    )
-        finally:
-            eccodes.codes_release(h)
+            arrays = _Arrays(m.handle, m.compressed, m.subsets)
+            layout = m.layout
+
+            def one(s: int, report_id: str) -> Record:
+                keys = layout[0] if m.compressed else (layout[s] if s < len(layout) else {})
+                return self._subset(arrays, keys, s, report_id, catalogue, m.centre)
+
+            yield from each_subset(m.subsets, where, one)
 
     @staticmethod
     def _string(

@@ -28,7 +28,7 @@ from typing import Any
 import eccodes
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages, is_missing, key_names, open_handle
+from stratocast.obs.bufr_file import bufr_messages, each_subset, is_missing, key_names, unpacked
 from stratocast.obs.harmonise import wind_components
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -154,36 +154,22 @@ def _message(
     kind: str,
     decode: SubsetDecoder,
 ) -> Iterator[Record]:
-    h = open_handle(msg, where)
-    if isinstance(h, Rejection):
-        yield h
-        return
-    try:
-        try:
-            eccodes.codes_set(h, "skipExtraKeyAttributes", 1)
-            eccodes.codes_set(h, "unpack", 1)
-            n = int(eccodes.codes_get(h, "numberOfSubsets"))
-            category = int(eccodes.codes_get(h, "dataCategory"))
-            compressed = bool(eccodes.codes_get(h, "compressedData"))
-            layout = walk(h, compressed)
-        except eccodes.CodesInternalError as err:
-            reason = f"{where}: ecCodes cannot unpack: {err}"
-            yield Rejection(where, "corrupt_message", reason, msg[:64].hex())
+    with unpacked(msg, where, walk) as m:
+        if isinstance(m, Rejection):
+            yield m
             return
-        if category not in categories:
-            reason = f"{where}: BUFR data category {category} is not {kind} {categories}"
+        if m.category not in categories:
+            reason = f"{where}: BUFR data category {m.category} is not {kind} {categories}"
             yield Rejection(where, f"not_{kind}", reason, msg[:64].hex())
             return
-        values = Values(h, compressed, n)
-        for s in range(n):
-            sub = layout[0] if compressed else (layout[s] if s < len(layout) else Subset())
-            report_id = f"{where}:{s + 1}"
-            try:
-                yield decode(values, sub, s, report_id, catalogue)
-            except eccodes.CodesInternalError as err:
-                yield Rejection(report_id, "corrupt_message", f"ecCodes error: {err}", "")
-    finally:
-        eccodes.codes_release(h)
+        values = Values(m.handle, m.compressed, m.subsets)
+        layout = m.layout
+
+        def one(s: int, report_id: str) -> Record:
+            sub = layout[0] if m.compressed else (layout[s] if s < len(layout) else Subset())
+            return decode(values, sub, s, report_id, catalogue)
+
+        yield from each_subset(m.subsets, where, one)
 
 
 def subset_time(values: Values, sub: Subset, s: int) -> datetime:
