@@ -55,6 +55,7 @@ import google_crc32c
 import numpy as np
 from numcodecs.zstd import Zstd
 
+from stratocast.shards.affine import Affine, apply_affine
 from stratocast.shards.layout import (
     EMPTY_CHUNK,
     MANIFEST,
@@ -318,7 +319,8 @@ class ShardArrayReader:
 
         ``affine = (offset, scale)``, each broadcastable to one step (``shape[1:]``, e.g.
         ``(C, 1, 1)``), stores ``(x - offset) / scale`` instead of ``x``: normalisation fused
-        into the copy (see :func:`_apply`), bit-identical to doing it afterwards in NumPy.
+        into the copy (one pass, :func:`stratocast.shards.affine.apply_affine`), bit-identical
+        to doing it afterwards in NumPy.
         """
         want = (t1 - t0, *self.shape[1:])
         if not 0 <= t0 <= t1 <= self.shape[0]:
@@ -378,7 +380,7 @@ class ShardArrayReader:
             if offset == MAX_UINT64 or want == EMPTY_CHUNK:
                 self._absent_or_empty(shard, ct, inner, offset == MAX_UINT64, want, dst)
                 if part is not None:
-                    _apply(None, dst, part)
+                    apply_affine(None, dst, part)
                 continue
             raw = shard.read(offset, offset + nbytes)
             if self.verify and not shard.verified[li]:
@@ -443,7 +445,7 @@ class ShardArrayReader:
             if aff is None:
                 np.copyto(dst, src)
             else:
-                _apply(src, dst, aff)
+                apply_affine(src, dst, aff)
             return
         whole = dst.shape == cs and dst.flags.c_contiguous
         target = dst if whole else np.empty(cs, dtype=self.dtype)
@@ -458,7 +460,7 @@ class ShardArrayReader:
         if not whole:
             np.copyto(dst, target[src_sel])
         if aff is not None:
-            _apply(None, dst, aff)
+            apply_affine(None, dst, aff)
 
     def close(self) -> None:
         with self._lock:
@@ -471,31 +473,3 @@ class ShardArrayReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-Affine = tuple[np.ndarray, np.ndarray]
-# L2-sized pieces: the subtract brings a piece into cache, the divide then runs on it there,
-# so the normalised copy moves the bytes of one memcpy instead of three passes over memory.
-# 1 MiB: pieces of 256 KiB lost ~10% to per-call cost; 1 MiB to 64 MiB measured alike.
-_BLOCK_BYTES = 1024 * 1024
-
-
-def _apply(src: np.ndarray | None, dst: np.ndarray, aff: Affine) -> None:
-    """``dst = (src - offset) / scale`` (``src=None``: in place), in cache-sized pieces.
-
-    ``dst`` is (steps, *step shape); ``aff`` arrays have the step shape. Subtract then divide,
-    exactly as ``(x - mean) / std`` in NumPy, so fused and unfused results are bit-identical.
-    """
-    offset, scale = aff
-    source = dst if src is None else src
-    if dst.ndim == 1:  # scalar steps: nothing to block
-        np.subtract(source, offset, out=dst)
-        np.divide(dst, scale, out=dst)
-        return
-    per_row = max(1, int(np.prod(dst.shape[2:], dtype=np.int64)) * dst.itemsize)
-    group = max(1, _BLOCK_BYTES // per_row)
-    for t in range(dst.shape[0]):
-        for a in range(0, dst.shape[1], group):
-            d = dst[t, a : a + group]
-            np.subtract(source[t, a : a + group], offset[a : a + group], out=d)
-            np.divide(d, scale[a : a + group], out=d)
