@@ -143,6 +143,39 @@ def test_zarr_reader_checks_its_arguments(zarr_store: tuple[Path, np.ndarray]) -
         r.read_block(0, 2, np.empty((2, N_C, N_Y, N_X), np.float64))
 
 
+class RecordingReader(ArrayReader):
+    """Remembers which thread wrote into which memory."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        super().__init__(data, jitter_s=0.002)
+        self.writes: list[tuple[str, int]] = []
+
+    def read_block(self, t0: int, t1: int, out: np.ndarray) -> int:
+        self.writes.append((threading.current_thread().name, out.ctypes.data))
+        return super().read_block(t0, t1, out)
+
+
+def test_each_reader_fills_only_buffers_of_its_own_pool() -> None:
+    reader = RecordingReader(_field())
+    loader = _loader(reader, depth=5, readers=2)
+    _take(loader, 20)
+    pools = loader.pool.pools
+    assert [p.depth for p in pools] == [3, 2]  # depth split between the readers
+    assert all(p.allocated <= p.depth for p in pools)
+    owner_of: list[tuple[int, int, int]] = []  # (start, end, reader) of every buffer
+    for k, p in enumerate(pools):
+        for b in p.buffers:
+            a = b.arrays["target"]
+            owner_of.append((a.ctypes.data, a.ctypes.data + a.nbytes, k))
+    seen = set()
+    for thread, address in reader.writes:
+        k = next(o for lo, hi, o in owner_of if lo <= address < hi)
+        assert thread == f"loader-reader-{k}", (thread, k)
+        seen.add(k)
+    assert seen == {0, 1}  # both readers worked
+    loader.close()
+
+
 def test_buffer_pool_never_allocates_more_than_depth() -> None:
     loader = _loader(ArrayReader(_field()), depth=4, readers=3)
     it = iter(loader)

@@ -4,12 +4,13 @@ Levels and what bounds them:
 
 1. The sampler (:class:`~stratocast.loader.sampler.WindowSampler`) hands out batches of
    sample indices, under a lock, in its own order; each batch gets a sequence number.
-2. ``readers`` threads (default 2) each take a free buffer from the :class:`BufferPool`
-   *before* taking the next batch from the sampler, fill it with ``BlockReader.read_block``
+2. ``readers`` threads (default 2) each take a free buffer from their own
+   :class:`~stratocast.loader.pipeline_pool.BufferPool` (``depth`` buffers split between
+   them) *before* taking the next batch from the sampler, fill it with ``BlockReader.read_block``
    (which releases the GIL while it decodes and copies) and normalise it in place with NumPy
    ufuncs (which release the GIL too). Taking the buffer first means every batch handed out
    already owns memory, so the oldest unconsumed batch can always finish: no deadlock, and
-   never more than ``depth`` buffers.
+   never more than ``depth`` buffers. The consumer returns each buffer to its owner's pool.
 3. Filled batches wait in the ready map until the consumer asks for their sequence number,
    so the consumer sees exactly the sampler's order whatever thread finished first.
 4. The consumer gets tensors that view the buffer (CPU), or device tensors copied from pinned
@@ -17,8 +18,8 @@ Levels and what bounds them:
    returns to the pool when the consumer asks for the next batch (CPU: the yielded tensors are
    only valid until then: copy what you keep) or when its host→device copy has completed.
 
-Peak host memory of the batches: depth × batch bytes × k with k = 1 for the pool itself (it
-allocates at most ``depth`` buffers; ``pool.allocated_bytes`` says how much), plus what the
+Peak host memory of the batches: depth × batch bytes × k with k = 1 for the pools themselves
+(at most ``depth`` buffers in all; ``pool.allocated_bytes`` says how much), plus what the
 readers allocate transiently while decoding (one block per reader thread at most for the
 Zarr reader); ``benchmarks/loader.py`` measures the whole k.
 
@@ -38,7 +39,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from stratocast.loader.pipeline_pool import BatchBuffer, BufferPool, PipelineMetrics
+from stratocast.loader.pipeline_pool import BatchBuffer, PipelineMetrics, ReaderPools
 
 
 class BlockReader(Protocol):
@@ -123,8 +124,6 @@ class PipelineLoader:
         extras: Extras | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if not 1 <= readers <= depth:
-            raise ValueError(f"need 1 <= readers <= depth, got readers={readers}, depth={depth}")
         self.sampler = sampler
         self.fields = dict(fields)
         self.readers = readers
@@ -132,7 +131,7 @@ class PipelineLoader:
         self.device = torch.device(device) if device is not None else None
         cuda = self.device is not None and self.device.type == "cuda" and torch.cuda.is_available()
         self._stream = torch.cuda.Stream(self.device) if cuda else None
-        self.pool = BufferPool(self._layout(), depth, pin_memory=cuda)
+        self.pool = ReaderPools(self._layout(), depth, readers, pin_memory=cuda)
         self.metrics = PipelineMetrics()
         self._consumed = sampler.state_dict()
         self._lock = threading.Lock()
@@ -207,9 +206,10 @@ class PipelineLoader:
             self._ready[seq] = item
             self._cond.notify_all()
 
-    def _work(self) -> None:
+    def _work(self, reader: int) -> None:
+        pool = self.pool[reader]
         while not self._halt.is_set():
-            buf = self.pool.acquire(self._halt)
+            buf = pool.acquire(self._halt)
             if buf is None:
                 return
             with self._lock:
@@ -257,7 +257,7 @@ class PipelineLoader:
         self._iter = iter(self.sampler)
         self.metrics.started = time.perf_counter()
         self._threads = [
-            threading.Thread(target=self._work, name=f"loader-reader-{k}", daemon=True)
+            threading.Thread(target=self._work, args=(k,), name=f"loader-reader-{k}", daemon=True)
             for k in range(self.readers)
         ]
         for t in self._threads:

@@ -1,8 +1,12 @@
 """Preallocated batch buffers and the loader's counters.
 
-The pool is the loader's whole batch memory: at most ``depth`` buffers are ever allocated, and
-a reader thread that finds none free waits (backpressure) instead of allocating another. So
-the batch memory is bounded by depth × batch bytes whatever the consumer's speed.
+The pools are the loader's whole batch memory: each reader thread has its own
+:class:`BufferPool` (``depth`` buffers split between the readers), at most that many buffers
+are ever allocated, and a reader that finds none free waits (backpressure) instead of
+allocating another. So the batch memory is bounded by depth × batch bytes whatever the
+consumer's speed. Own pools: a reader allocates and first touches its buffers itself and is
+the only thread that ever fills them, so on a multi-socket host they stay on the reader's
+memory node, and readers never contend for a shared free list.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ class BatchBuffer:
     slot: int
     arrays: dict[str, np.ndarray]
     tensors: dict[str, torch.Tensor]
+    owner: int = 0  # the reader whose pool it belongs to (the consumer returns it there)
 
 
 class BufferPool:
-    def __init__(self, layout: BatchLayout, depth: int, pin_memory: bool = False) -> None:
+    def __init__(
+        self, layout: BatchLayout, depth: int, pin_memory: bool = False, owner: int = 0
+    ) -> None:
         if depth < 1:
             raise ValueError(f"buffer pool depth must be >= 1, got {depth}")
+        self.owner = owner
         self.layout = dict(layout)
         self.depth = depth
         self.pin_memory = pin_memory
@@ -66,7 +74,7 @@ class BufferPool:
             )
             tensors[name] = t
             arrays[name] = t.numpy()
-        buf = BatchBuffer(len(self.buffers), arrays, tensors)
+        buf = BatchBuffer(len(self.buffers), arrays, tensors, self.owner)
         self.buffers.append(buf)
         return buf
 
@@ -105,6 +113,46 @@ class BufferPool:
             for b in self.buffers:
                 self._free.put(b.slot)
             self._in_use = 0
+
+
+class ReaderPools:
+    """One :class:`BufferPool` per reader thread; ``depth`` buffers in all, split evenly."""
+
+    def __init__(
+        self, layout: BatchLayout, depth: int, readers: int, pin_memory: bool = False
+    ) -> None:
+        if not 1 <= readers <= depth:
+            raise ValueError(f"need 1 <= readers <= depth, got readers={readers}, depth={depth}")
+        self.depth = depth
+        self.pin_memory = pin_memory
+        self.pools = [
+            BufferPool(layout, depth // readers + (k < depth % readers), pin_memory, owner=k)
+            for k in range(readers)
+        ]
+        self.batch_nbytes = self.pools[0].batch_nbytes
+
+    def __getitem__(self, reader: int) -> BufferPool:
+        return self.pools[reader]
+
+    def release(self, buf: BatchBuffer) -> None:
+        self.pools[buf.owner].release(buf)
+
+    def reset(self) -> None:
+        for p in self.pools:
+            p.reset()
+
+    @property
+    def allocated(self) -> int:
+        return sum(p.allocated for p in self.pools)
+
+    @property
+    def allocated_bytes(self) -> int:
+        return self.allocated * self.batch_nbytes
+
+    @property
+    def peak_in_use(self) -> int:
+        """Sum of the pools' peaks: an upper bound of the buffers in use at any one time."""
+        return sum(p.peak_in_use for p in self.pools)
 
 
 @dataclass
