@@ -6,7 +6,8 @@ buffer.
 nbytes)`` uint64 pairs and their crc32c at the end of the object) itself and
 
 * uncompressed chunks: copies them out of a memory map of the shard object (kept open and
-  reused, ``MADV_WILLNEED`` on open): one memcpy per chunk, in NumPy with the GIL released.
+  reused, ``MADV_WILLNEED`` on open): one memcpy per chunk, in NumPy with the GIL released, or
+  with ``affine`` one normalising pass with streaming stores (:mod:`stratocast.shards.affine`).
   (``MADV_POPULATE_READ`` per chunk and ``MAP_POPULATE`` were tried: no gain over the kernel's
   fault-around on first touch);
 * zstd chunks: decodes with ``numcodecs.zstd.Zstd.decode(src, out=dst)``, which writes into the
