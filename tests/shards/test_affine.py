@@ -119,3 +119,41 @@ def test_strided_rows_use_the_plain_loop(monkeypatch: pytest.MonkeyPatch) -> Non
     _no_numpy_fallback(monkeypatch)
     apply_affine(src, dst, (_broadcast(mean, src.shape[1:]), _broadcast(std, src.shape[1:])))
     np.testing.assert_array_equal(dst.view(np.uint64), ((src - mean) / std).view(np.uint64))
+
+
+def _fresh_kernel_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    # monkeypatch restores the module's loaded kernels after the test
+    monkeypatch.setattr(affine, "_kernel_state", "untried")
+    monkeypatch.setattr(affine, "_kernel", None)
+
+
+def test_jit_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fresh_kernel_state(monkeypatch)
+    monkeypatch.setenv("STRATOCAST_JIT", "0")
+    assert not kernel_enabled()
+    src = _values((2, 3, 4, 9), np.float32)
+    mean, std = _stats(3, np.float32)
+    dst = np.empty_like(src)
+    apply_affine(src, dst, (_broadcast(mean, src.shape[1:]), _broadcast(std, src.shape[1:])))
+    np.testing.assert_array_equal(dst.view(np.uint32), ((src - mean) / std).view(np.uint32))
+
+
+def test_a_kernel_that_fails_its_check_falls_back_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fresh_kernel_state(monkeypatch)
+
+    def wrong(src: np.ndarray, dst: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> None:
+        np.copyto(dst, src)  # "miscompiled": forgets to normalise
+
+    def inplace(dst: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> None:
+        pass
+
+    monkeypatch.setattr(affine, "_compile", lambda: affine._self_check((wrong, inplace)))
+    with pytest.warns(RuntimeWarning, match="kernels unavailable.*differs from NumPy"):
+        assert not kernel_enabled()
+    src = _values((1, 3, 4, 9), np.float32)
+    mean, std = _stats(3, np.float32)
+    dst = np.empty_like(src)
+    apply_affine(src, dst, (_broadcast(mean, src.shape[1:]), _broadcast(std, src.shape[1:])))
+    np.testing.assert_array_equal(dst.view(np.uint32), ((src - mean) / std).view(np.uint32))

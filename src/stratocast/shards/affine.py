@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -46,7 +47,15 @@ def _load_kernel() -> _Kernels | None:
                 if os.environ.get("STRATOCAST_JIT", "1") != "0":
                     try:
                         _kernel = _compile()
-                    except ImportError:  # an install without Numba still loads, just slower
+                    except Exception as err:
+                        # No Numba, no writable cache, or a platform where the kernels fail
+                        # their check: the loader still works, just slower.
+                        warnings.warn(
+                            f"stratocast: normalisation kernels unavailable ({err!r}); "
+                            "using the NumPy path",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
                         _kernel = None
                 _kernel_state = "ready" if _kernel is not None else "off"
     return _kernel
@@ -55,7 +64,25 @@ def _load_kernel() -> _Kernels | None:
 def _compile() -> _Kernels:
     from stratocast.shards import affine_jit
 
-    return affine_jit.per_channel, affine_jit.per_channel_inplace
+    kernels = (affine_jit.per_channel, affine_jit.per_channel_inplace)
+    _self_check(kernels)
+    return kernels
+
+
+def _self_check(kernels: _Kernels) -> None:
+    """Compile both kernels on a small odd-sized block and compare with NumPy bit for bit, so a
+    miscompiled or unsupported target falls back here instead of corrupting batches."""
+    rng = np.random.default_rng(0)
+    src = rng.normal(0.0, 300.0, (2, 3, 5, 37)).astype(np.float32)
+    offset = np.array([-1.5, 250.0, 1.0e5], np.float32)
+    scale = np.array([0.7, 8.0, 900.0], np.float32)
+    want = (src - offset[:, None, None]) / scale[:, None, None]
+    dst = np.empty_like(src)
+    kernels[0](src, dst, offset, scale)
+    kernels[1](src, offset, scale)
+    for got in (dst, src):
+        if not np.array_equal(got.view(np.uint32), want.view(np.uint32)):
+            raise RuntimeError("kernel result differs from NumPy's (x - mean) / std")
 
 
 def kernel_enabled() -> bool:
