@@ -7,10 +7,12 @@ Levels and what bounds them:
 2. ``readers`` threads (default 2) each take a free buffer from their own
    :class:`~stratocast.loader.pipeline_pool.BufferPool` (``depth`` buffers split between
    them) *before* taking the next batch from the sampler, fill it with ``BlockReader.read_block``
-   (which releases the GIL while it decodes and copies) and normalise it in place with NumPy
-   ufuncs (which release the GIL too). Taking the buffer first means every batch handed out
-   already owns memory, so the oldest unconsumed batch can always finish: no deadlock, and
-   never more than ``depth`` buffers. The consumer returns each buffer to its owner's pool.
+   (which releases the GIL while it decodes and copies) and normalise it: the shard reader
+   fuses that into its copy (one pass, streaming stores), other readers' blocks are normalised
+   in place with NumPy ufuncs (which release the GIL too). Taking the buffer first means every
+   batch handed out already owns memory, so the oldest unconsumed batch can always finish: no
+   deadlock, and never more than ``depth`` buffers. The consumer returns each buffer to its
+   owner's pool.
 3. Filled batches wait in the ready map until the consumer asks for their sequence number,
    so the consumer sees exactly the sampler's order whatever thread finished first.
 4. The consumer gets tensors that view the buffer (CPU), or device tensors copied from pinned
@@ -185,7 +187,7 @@ class PipelineLoader:
                 fused = f.mean is not None and f.std is not None and f.fused
                 t = time.perf_counter()
                 if fused:
-                    # the reader normalises each chunk while it is in cache (ShardArrayReader)
+                    # the reader normalises while it copies (ShardArrayReader, one pass)
                     affine = (f.mean, f.std)
                     nbytes += f.reader.read_block(t0, t1, out, affine=affine)  # type: ignore[call-arg]
                 else:
