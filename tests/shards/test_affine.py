@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stratocast.shards import affine
-from stratocast.shards.affine import apply_affine, kernel_enabled
+from stratocast.shards.affine import apply_affine, finite_or_zero, kernel_enabled
 
 
 def _values(shape: tuple[int, ...], dtype: type, seed: int = 0) -> np.ndarray:
@@ -78,21 +78,51 @@ def test_kernel_writes_only_its_tile_of_a_strided_destination(
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_other_shapes_take_the_numpy_path_with_the_same_result() -> None:
-    # Per-element statistics: not constant over the spatial axes.
+    # Per-element statistics: neither per channel nor per variable on the last axis.
     src = _values((2, 3, 4, 5), np.float32)
     mean = _values((3, 4, 5), np.float32, seed=2)
     std = np.abs(_values((3, 4, 5), np.float32, seed=3)) + 1.0
     dst = np.empty_like(src)
     apply_affine(src, dst, (mean, std))
     np.testing.assert_array_equal(dst.view(np.uint32), ((src - mean) / std).view(np.uint32))
-    # Observation arrays (time, slot, variable): statistics on the last axis.
-    obs = _values((4, 7, 3), np.float32)
+    # Per-variable statistics, but a strided destination: NumPy path.
+    obs = _values((4, 7, 6), np.float32)[..., ::2]
     omean = np.array([280.0, 1.0e5, 3.0], np.float32)
     ostd = np.array([9.0, 800.0, 2.0], np.float32)
-    dst = np.empty_like(obs)
+    dst = np.empty((4, 7, 6), np.float32)[..., ::2]
     step = obs.shape[1:]
     apply_affine(obs, dst, (_broadcast(omean, step), _broadcast(ostd, step)))
     np.testing.assert_array_equal(dst.view(np.uint32), ((obs - omean) / ostd).view(np.uint32))
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("n_var", [1, 3, 8, 1500])  # 1500: longer than the tiled statistics
+def test_observation_kernel_stats_on_the_last_axis(
+    monkeypatch: pytest.MonkeyPatch, in_place: bool, n_var: int
+) -> None:
+    """Observation arrays (time, slot, variable): statistics vary along the last axis."""
+    obs = _values((3, 411, n_var), np.float32, seed=n_var)
+    omean = np.linspace(-40.0, 1.0e5, n_var).astype(np.float32)
+    ostd = np.linspace(0.5, 800.0, n_var).astype(np.float32)
+    step = obs.shape[1:]
+    _no_numpy_fallback(monkeypatch)
+    dst = obs.copy() if in_place else np.full_like(obs, 7.0)
+    apply_affine(None if in_place else obs, dst, (_broadcast(omean, step), _broadcast(ostd, step)))
+    np.testing.assert_array_equal(dst.view(np.uint32), ((obs - omean) / ostd).view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_or_zero_matches_numpy(dtype: type) -> None:
+    values = _values((2, 50, 7), dtype)
+    values.reshape(-1)[10:20] = np.nan
+    mask = np.full(values.shape, 5.0, np.float32)
+    want_ok = np.isfinite(values)
+    want = np.where(want_ok, values, 0).astype(dtype)
+    finite_or_zero(values, mask)
+    np.testing.assert_array_equal(mask, want_ok.astype(np.float32))
+    bits = f"u{values.itemsize}"
+    np.testing.assert_array_equal(values.view(bits), want.view(bits))
+    assert mask.sum() == want_ok.sum() < mask.size  # some were masked
 
 
 @pytest.mark.parametrize("shift", range(8))
@@ -149,7 +179,11 @@ def test_a_kernel_that_fails_its_check_falls_back_with_a_warning(
     def inplace(dst: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> None:
         pass
 
-    monkeypatch.setattr(affine, "_compile", lambda: affine._self_check((wrong, inplace)))
+    def finite(values: np.ndarray, mask: np.ndarray) -> None:
+        mask[...] = 1.0
+
+    fake = affine._Kernels(wrong, inplace, wrong, inplace, finite)
+    monkeypatch.setattr(affine, "_compile", lambda: affine._self_check(fake))
     with pytest.warns(RuntimeWarning, match="kernels unavailable.*differs from NumPy"):
         assert not kernel_enabled()
     src = _values((1, 3, 4, 9), np.float32)

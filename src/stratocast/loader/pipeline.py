@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from stratocast.loader.pipeline_pool import BatchBuffer, PipelineMetrics, ReaderPools
+from stratocast.shards.affine import finite_or_zero
 
 
 class BlockReader(Protocol):
@@ -198,9 +199,7 @@ class PipelineLoader:
                     np.subtract(out, f.mean, out=out)
                     np.divide(out, f.std, out=out)
                 if f.mask is not None:
-                    ok = np.isfinite(out)
-                    buf.arrays[f.mask][j] = ok
-                    np.copyto(out, 0, where=~ok)
+                    finite_or_zero(out, buf.arrays[f.mask][j])
         self.metrics.add_fill(io_s, time.perf_counter() - t_fill, nbytes)
 
     def _publish(self, seq: int, item: _Ready) -> None:
