@@ -114,8 +114,10 @@ def _self_check(kernels: _Kernels) -> None:
 
 
 def use_kernels(enabled: bool) -> None:
-    """Switch the compiled kernels on or off for this process (benchmarks, debugging); on
-    loads them (and may warn and stay off, as at first use)."""
+    """Switch the compiled kernels on or off for this process (benchmarks, debugging).
+
+    Switched on, they load again at the next use, with the same check and fallback (and
+    ``STRATOCAST_JIT=0`` still wins) as at first use."""
     global _kernel, _kernel_state
     with _kernel_lock:
         _kernel, _kernel_state = None, "untried" if enabled else "off"
