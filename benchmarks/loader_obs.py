@@ -21,12 +21,12 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from loader import memcpy_rate  # the sibling benchmark (this directory is on sys.path)
+from loader import FixedBatches, memcpy_rate  # sibling benchmark (its dir is on sys.path)
 from stratocast.loader.pipeline import FieldSpec, PipelineLoader
 from stratocast.shards import affine
 from stratocast.shards.reader import ShardArrayReader
@@ -55,26 +55,6 @@ def ensure_store(root: Path, steps: int, slots: int) -> Path:
     return root
 
 
-class Batches:
-    """A fixed epoch of batches (the same for both paths); resumable like the real sampler."""
-
-    def __init__(self, batches: list[np.ndarray]) -> None:
-        self.batches = batches
-        self.batch_size = len(batches[0])
-        self.position = 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        while self.position < len(self.batches):
-            self.position += 1
-            yield self.batches[self.position - 1]
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": 0, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.position = int(state["position"])
-
-
 def epoch_rate(loader: PipelineLoader) -> tuple[float, np.ndarray]:
     loader.load_state_dict({"epoch": 0, "position": 0})
     nbytes, first = 0, np.empty(0)
@@ -101,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = [order[i : i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
     reader = ShardArrayReader(root, "obs")
     spec = FieldSpec(reader, (-WINDOW + 1, 1), mean, std, "obs_mask")
-    loader = PipelineLoader(Batches(batches), {"obs": spec}, depth=4, readers=2)
+    loader = PipelineLoader(FixedBatches(batches), {"obs": spec}, depth=4, readers=2)
     src = np.ones(int(512e6) // 4, np.float32)
     dst = np.empty_like(src)
     np.copyto(dst, src)
