@@ -9,6 +9,7 @@ the stand-in preemption round trip ~20 s, the real trainer's ~40 s.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -203,6 +204,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _rendezvous_ports(count: int = 2) -> int:
+    """A base port with ``count`` free ports from it, below the ephemeral range.
+
+    The generated script takes base + restart count on each restart. Kernel-chosen ports sit
+    next to each other (the cluster's slurmctld/slurmd ports come from ``_free_port`` too): a
+    base from bind(0) once had base + 1 taken by slurmd, and the restarted rendezvous client
+    hung on it for 60 s. Ports below 32768 are never handed out by bind(0) here.
+    """
+    rng = random.Random(os.getpid())
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free rendezvous ports found in 20000..32000")
+
+
 @dataclass
 class Cluster:
     root: Path
@@ -370,7 +392,7 @@ def test_generated_script_requeues_on_usr1_and_the_rerun_resumes(
     """The script's signal → trap → srun → launcher → trainer → exit code → requeue path,
     with the stand-in trainer above (the real one: the next test)."""
     cfg = _config(tmp_path, nodes=1, procs=2)
-    job = _job(cfg, tmp_path, nodes=1, gpus_per_node=0, procs_per_node=2, port=_free_port())
+    job = _job(cfg, tmp_path, nodes=1, gpus_per_node=0, procs_per_node=2, port=_rendezvous_ports())
     script = write_sbatch(job, tmp_path / "train.sbatch")
     (tmp_path / "stand_in.py").write_text(STAND_IN)
     text = script.read_text()
@@ -436,7 +458,7 @@ def test_real_trainer_checkpoints_on_usr1_is_requeued_and_finishes(
         precision="fp32",
         checkpoint={"every": 5},
     )
-    job = _job(cfg, tmp_path, nodes=1, gpus_per_node=0, procs_per_node=2, port=_free_port())
+    job = _job(cfg, tmp_path, nodes=1, gpus_per_node=0, procs_per_node=2, port=_rendezvous_ports())
     script = write_sbatch(replace_workdir(job, str(work)), tmp_path / "train.sbatch")
     job_id = _submit(slurm, script)
     metrics = work / "train" / "metrics.jsonl"
