@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from stratocast.obs.base import Report
+from stratocast.obs.base import Rejection, Report
 from stratocast.obs.sources.metar import MetarSource
 from stratocast.obs.sources.synop_bufr import SynopBufrSource
 from stratocast.obs.stations import StationCatalogue
@@ -144,6 +144,8 @@ def metar_inputs(catalogue: StationCatalogue) -> list[tuple[str, Report]]:
     ours_only = ref_only = 0
     for path in sorted((DATA / "metar").glob("*.txt")):
         for rec in src.read(path, catalogue):
+            if not isinstance(rec, Report | Rejection):
+                continue  # unparsed text and the file's tally: nothing to compare
             # the package needs the month; ours resolves it, so the rejected ones get ours'
             # reference month (they still count in ref_only when the package accepts them)
             t = rec.time or METAR_REF

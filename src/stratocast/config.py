@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from stratocast.errors import StratocastError
 
-class ConfigError(ValueError):
+
+class ConfigError(StratocastError, ValueError):
     """A configuration file or section is malformed."""
 
 

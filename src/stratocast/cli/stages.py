@@ -11,11 +11,12 @@ from typing import TypeVar
 import pandas as pd
 
 from stratocast.cli.run_config import RunConfig, RunPaths
+from stratocast.errors import StratocastError
 
 T = TypeVar("T")
 
 
-class StageError(RuntimeError):
+class StageError(StratocastError, RuntimeError):
     pass
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stratocast.errors import StratocastError
 
-class GridError(ValueError):
+
+class GridError(StratocastError, ValueError):
     """A grid does not meet the lat/lon contract (regular, strictly ascending)."""
 
 

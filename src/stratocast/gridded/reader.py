@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
+from stratocast.errors import StratocastError
 from stratocast.gridded import lexicon
 from stratocast.gridded.lexicon import Linear, Target
 from stratocast.vocab.variables import VARIABLES
@@ -47,7 +48,7 @@ _MEMBER_NAMES = ("member", "number", "realization", "ensemble")
 _LEAD_NAMES = ("prediction_timedelta", "step", "lead_time")
 
 
-class GriddedFileError(OSError):
+class GriddedFileError(StratocastError, OSError):
     """The file as a whole cannot be read into canonical fields."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

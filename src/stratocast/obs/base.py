@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
+from stratocast.errors import StratocastError
+
 if TYPE_CHECKING:
     from stratocast.obs.stations import StationCatalogue
 
@@ -48,7 +50,38 @@ class Rejection(NamedTuple):
     time: datetime | None = None
 
 
-Record = Report | Rejection
+class Unparsed(NamedTuple):
+    """Text of a text-format file that belongs to no report and is not recognised framing.
+
+    Text readers (METAR, SYNOP TAC, ...) yield one per run of such text, so that nothing a
+    file holds vanishes without a trace: it reaches quarantine with its location (check
+    ``unparsed_text``) and is counted in the accounting apart from reports.
+    """
+
+    location: str  # "file:line" (1-based) where the text starts
+    text: str  # the text itself, whitespace-normalised like a report's raw
+
+
+class TextTally(NamedTuple):
+    """Yielded once, last, by a text reader per file: the file's non-whitespace character count.
+
+    Identity (checked by the accounting): ``chars_total = chars in the raw of every Report and
+    Rejection + chars_framing + chars in every Unparsed``, where characters are counted with
+    whitespace removed (:func:`text_chars`) and ``chars_framing`` covers what the reader
+    recognised as structure (bulletin headings, ``AAXX YYGGi``/section markers, ``NNNN``, ``=``).
+    """
+
+    path: str
+    chars_total: int
+    chars_framing: int
+
+
+def text_chars(text: str) -> int:
+    """Characters of ``text`` excluding whitespace: the unit of the text accounting identity."""
+    return len(text) - sum(text.count(c) for c in " \t\r\n\x0b\x0c")
+
+
+Record = Report | Rejection | Unparsed | TextTally
 
 
 @runtime_checkable
@@ -80,5 +113,5 @@ def utc_reference(value: datetime | str | None) -> datetime | None:
     return value
 
 
-class SourceFileError(OSError):
+class SourceFileError(StratocastError, OSError):
     """A whole input file cannot be read; the message names the file and why."""

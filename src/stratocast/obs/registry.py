@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stratocast.errors import StratocastError
 from stratocast.obs.base import ObsSource
 
 SourceFactory = Callable[..., ObsSource]
@@ -70,7 +71,7 @@ _BUILTIN: dict[str, SourceFactory] = {
 }
 
 
-class UnknownSourceError(KeyError):
+class UnknownSourceError(StratocastError, KeyError):
     def __str__(self) -> str:  # KeyError's default repr-quotes the message
         return str(self.args[0])
 

@@ -20,10 +20,12 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from stratocast.errors import StratocastError
+
 _LOCAL_PROTOCOLS = {"file", "local"}
 
 
-class RemoteError(OSError):
+class RemoteError(StratocastError, OSError):
     """A remote input could not be listed or downloaded; the message names the URL."""
 
 

@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from stratocast.errors import StratocastError
+
 Closed = Literal["right", "left"]
 Select = Literal["all", "latest", "nearest"]
 
@@ -44,7 +46,7 @@ _CLOSED = ("right", "left")
 _SELECT = ("all", "latest", "nearest")
 
 
-class WindowError(ValueError):
+class WindowError(StratocastError, ValueError):
     """Bad arguments to :func:`assign_windows` (naive times, unknown closed side, ...)."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 import xradar
 
+from stratocast.errors import StratocastError
 from stratocast.radar.grid import FloatArray, Sweep, grid_sweep
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -42,7 +43,7 @@ _DECODE_ERRORS = (
 )
 
 
-class RadarFileError(OSError):
+class RadarFileError(StratocastError, OSError):
     """The radar file as a whole cannot be read."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from stratocast.errors import StratocastError
+
 LAYOUT_VERSION = 2
 MANIFEST = "manifest.json"
 GRID = "grid.zarr"
@@ -46,7 +48,7 @@ EMPTY_CHUNK = -1  # checksum entry of a chunk that was legitimately not stored (
 MAX_UINT64 = 2**64 - 1  # Zarr v3 sharding: (offset, nbytes) of an absent inner chunk
 
 
-class ShardError(RuntimeError):
+class ShardError(StratocastError, RuntimeError):
     """Shards are missing, incomplete or from an incompatible layout."""
 
 

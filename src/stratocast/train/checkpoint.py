@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 import stratocast
+from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, build_model
 
 FORMAT = "stratocast-checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StratocastError, RuntimeError):
     pass
 
 

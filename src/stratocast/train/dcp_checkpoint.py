@@ -41,6 +41,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from stratocast.config import ComponentConfig
+from stratocast.errors import StratocastError
 from stratocast.train.parallel import DistInfo
 from stratocast.train.preempt import REQUEUE_EXIT_CODE
 
@@ -58,7 +59,7 @@ class CheckpointConfig(ComponentConfig):
     requeue_exit_code: int = Field(default=REQUEUE_EXIT_CODE, ge=1, le=255)
 
 
-class ResumeError(RuntimeError):
+class ResumeError(StratocastError, RuntimeError):
     pass
 
 

@@ -21,6 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from stratocast.config import ComponentConfig
+from stratocast.errors import StratocastError
 from stratocast.train.cycle import Rollout
 
 
@@ -40,7 +41,7 @@ class ParallelConfig(ComponentConfig):
         return self.nodes * self.procs_per_node
 
 
-class ParallelError(RuntimeError):
+class ParallelError(StratocastError, RuntimeError):
     """The launch environment does not match the configured parallel dimensions."""
 
 

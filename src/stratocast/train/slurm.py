@@ -37,12 +37,13 @@ from types import FrameType
 from typing import Any
 
 from stratocast.config import ConfigError, parse_config, read_yaml
+from stratocast.errors import StratocastError
 
 RDZV_PORT = 29500
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 
 
-class SlurmError(ValueError):
+class SlurmError(StratocastError, ValueError):
     """The requested job does not fit the config, or an option is malformed."""
 
 

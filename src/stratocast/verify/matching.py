@@ -35,13 +35,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from stratocast.errors import StratocastError
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
 from stratocast.verify.config import PRECIP_HOURS, SUPPORTED_VARIABLES
 
 __all__ = ["BilinearWeights", "bilinear_weights"]  # re-exported: the stage's public API
 
 
-class VerifyInputError(ValueError):
+class VerifyInputError(StratocastError, ValueError):
     """A forecast or observation input does not meet the verification stage's contract."""
 
 

@@ -47,6 +47,7 @@ import requests
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from stratocast.errors import StratocastError
 from stratocast.verify.metrics import ScoreAccumulator, mse_skill
 from stratocast.verify.metrics_base import safe_ratio
 
@@ -88,7 +89,7 @@ REGION_SCORE_COLUMNS = (
 log = logging.getLogger(__name__)
 
 
-class RegionError(ValueError):
+class RegionError(StratocastError, ValueError):
     """A region definition or a station table that cannot be used, with what and where."""
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 import numpy.typing as npt
 
+from stratocast.errors import StratocastError
 from stratocast.vocab.variables import VARIABLES
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ _DEFINITIONS = (
 )
 
 
-class UnitConversionError(ValueError):
+class UnitConversionError(StratocastError, ValueError):
     """A unit string Pint cannot parse, or one not convertible to the requested unit."""
 
 

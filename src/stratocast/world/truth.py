@@ -30,6 +30,7 @@ import xarray as xr
 from pydantic import Field, model_validator
 
 from stratocast.config import ComponentConfig
+from stratocast.errors import StratocastError
 from stratocast.vocab.variables import get as get_variable
 
 # Bump when the generator's output changes for the same config, so stale caches are not reused.
@@ -60,7 +61,7 @@ _Z0 = 0.01  # m
 _CHUNK_STEPS = 120
 
 
-class TruthGenerationError(RuntimeError):
+class TruthGenerationError(StratocastError, RuntimeError):
     """The simulated truth is missing, malformed or physically implausible."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stratocast.errors import StratocastError
+
 __all__ = ["FetchError", "fetch", "filename_from_url"]
 
 _CHUNK = 1 << 20
@@ -31,7 +33,7 @@ _USER_AGENT = "stratocast-fetch/1"
 _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
-class FetchError(RuntimeError):
+class FetchError(StratocastError, RuntimeError):
     """A download failed for good: names the URL, the HTTP status (if any) and why."""
 
     def __init__(self, url: str, reason: str, status: int | None = None) -> None:
