@@ -6,6 +6,8 @@ nothing downstream ever sees knots, hPa or degrees Celsius.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 
@@ -30,6 +32,9 @@ _TABLE = [
     Variable("wd10", "wind_from_direction", "degree", 0.0, 360.0, "10 m wind direction"),
     Variable("msl", "air_pressure_at_mean_sea_level", "Pa", 85000.0, 110000.0, "MSL pressure"),
     Variable("sp", "surface_air_pressure", "Pa", 40000.0, 110000.0, "surface pressure"),
+    # The altimeter setting is station pressure reduced through the ICAO standard atmosphere,
+    # not through the actual air column: it is its own variable, never stored as msl.
+    Variable("qnh", "altimeter_setting", "Pa", 85000.0, 110000.0, "altimeter setting (QNH)"),
     Variable("z500", "geopotential", "m2 s-2", 40000.0, 62000.0, "geopotential at 500 hPa"),
     Variable("t850", "air_temperature", "K", 200.0, 330.0, "temperature at 850 hPa"),
     Variable("orography", "surface_altitude", "m", -500.0, 9000.0, "surface height"),
@@ -62,7 +67,85 @@ _TABLE = [
     Variable("v500", "northward_wind", "m s-1", -150.0, 150.0, "northward wind at 500 hPa"),
 ]
 
-VARIABLES: dict[str, Variable] = {v.name: v for v in _TABLE}
+# Every standard pressure level of ERA5 (37 levels, hPa); WeatherBench2's 13 are a subset.
+PRESSURE_LEVELS: tuple[int, ...] = (
+    *(1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400),
+    *(450, 500, 550, 600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000),
+)
+# Pressure-level quantities: prefix -> (CF standard name, SI unit, description).
+LEVEL_QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "t": ("air_temperature", "K", "temperature"),
+    "z": ("geopotential", "m2 s-2", "geopotential"),
+    "u": ("eastward_wind", "m s-1", "eastward wind"),
+    "v": ("northward_wind", "m s-1", "northward wind"),
+    "q": ("specific_humidity", "kg kg-1", "specific humidity"),
+    "r": ("relative_humidity", "1", "relative humidity"),
+    "w": ("lagrangian_tendency_of_air_pressure", "Pa s-1", "vertical velocity (omega)"),
+}
+_G = 9.80665
+
+
+def _isa_height(p_hpa: float) -> float:
+    """Geopotential height (m) of pressure ``p_hpa`` in the ICAO standard atmosphere."""
+    if p_hpa >= 226.32:  # troposphere: 6.5 K/km from 288.15 K, 1013.25 hPa
+        return 288.15 / 0.0065 * (1.0 - (p_hpa / 1013.25) ** 0.190263)
+    if p_hpa >= 54.7489:  # isothermal 216.65 K to 20 km
+        return 11000.0 - 287.053 * 216.65 / _G * math.log(p_hpa / 226.32)
+    # above 20 km, +1 K/km: enough for the physical-range check of the upper levels
+    return 20000.0 + 216.65 / 0.001 * ((p_hpa / 54.7489) ** (-0.001 * 287.053 / _G) - 1.0)
+
+
+def _level_range(quantity: str, level: int) -> tuple[float, float]:
+    """A physically generous valid range for ``quantity`` at ``level`` hPa (for range QC).
+
+    Geopotential: the standard-atmosphere height ± (1.5 km + 20 %): real heights of a level
+    stray a few hundred metres to ~2 km from it. Winds: stratospheric jets reach 150–200 m/s.
+    """
+    if quantity == "z":
+        h = _isa_height(float(level))
+        margin = 1500.0 + 0.2 * h
+        return _G * (h - margin), _G * (h + margin)
+    if quantity == "t":
+        return 150.0, 350.0
+    if quantity in ("u", "v"):
+        return (-150.0, 150.0) if level >= 100 else (-250.0, 250.0)
+    if quantity == "q":
+        return 0.0, 0.05
+    if quantity == "r":
+        return 0.0, 1.5  # supersaturation over ice is reported (ERA5 r reaches ~1.5)
+    return -100.0, 100.0  # omega, Pa/s
+
+
+def level_variable(quantity: str, level: int) -> str:
+    """Canonical name of ``quantity`` (``t``, ``z``, ``u``, ``v``, ``q``, ``r``, ``w``) at
+    ``level`` hPa: ``t500``, ``z1000``, ``u250`` ... (the WeatherBench2/GraphCast spelling)."""
+    return f"{quantity}{int(level)}"
+
+
+_LEVEL_NAME = re.compile(r"^([tzuvqrw])(\d{1,4})$")
+
+
+def parse_level_variable(name: str) -> tuple[str, int] | None:
+    """``("t", 500)`` for ``"t500"``; None for a name that is not a pressure-level variable."""
+    m = _LEVEL_NAME.match(name)
+    if m is None or int(m.group(2)) not in PRESSURE_LEVELS:
+        return None
+    return m.group(1), int(m.group(2))
+
+
+def _level_table() -> list[Variable]:
+    named = {v.name for v in _TABLE}  # hand-tuned entries above win
+    out = []
+    for q, (std, units, desc) in LEVEL_QUANTITIES.items():
+        for level in PRESSURE_LEVELS:
+            name = level_variable(q, level)
+            if name not in named:
+                lo, hi = _level_range(q, level)
+                out.append(Variable(name, std, units, lo, hi, f"{desc} at {level} hPa"))
+    return out
+
+
+VARIABLES: dict[str, Variable] = {v.name: v for v in [*_TABLE, *_level_table()]}
 
 
 def get(name: str) -> Variable:
