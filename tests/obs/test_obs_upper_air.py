@@ -219,7 +219,7 @@ def test_aircraft_truncated_copy(tmp_path: Path) -> None:
     data = AIRCRAFT.read_bytes()
     cut = tmp_path / "air_cut.bufr"
     cut.write_bytes(data[:-10])
-    out = list(AircraftBufrSource().read(cut))
+    out = [r for r in AircraftBufrSource().read(cut) if isinstance(r, Report | Rejection)]
     assert len(out) == 10
     assert [r.report_id for r in out[:9]] == [f"air_cut.bufr:{i}:1" for i in range(1, 10)]
     last = out[9]
@@ -241,3 +241,120 @@ def test_aircraft_tolerance_boundary() -> None:
     assert src._level(85000.0 - 2500.0) == "850"
     assert src._level(85000.0 + 2501.0) is None
     assert src._level(47500.0) == "500"
+
+
+# ---------------------------------------------------------------- aircraft, TM 311001
+
+# TM 311001 ("aircraft reports", FM 42 AMDAR) gives the flight level as ``height`` (007002,
+# a pressure altitude, 10 m resolution) and no pressure: most of a global AMDAR feed. The
+# shared file is TM 311010-like (pressure 007004), so each of its messages is re-encoded here
+# as 311001 with ecCodes: the same flight, time, place, temperature and wind, the pressure
+# replaced by its pressure altitude (inverse ICAO formula written out below, independent of
+# the reader's). Messages 9 and 3 are moved to the 850/500 hPa pressure altitudes of the ICAO
+# table (1457 m, 5574 m) so that reports come out, as in ``aircraft_moved``.
+_MOVED_311001 = {9: 1460.0, 3: 5570.0}  # message -> height (m, on the 10 m grid)
+
+
+def _pressure_altitude(p: float) -> float:
+    """Inverse ICAO standard atmosphere below 20 km (geopotential m from Pa)."""
+    t0, lapse, g0, r = 288.15, 0.0065, 9.80665, 287.05287
+    if p >= 22632.06:
+        return t0 / lapse * (1.0 - (p / 101325.0) ** (r * lapse / g0))
+    return 11000.0 + r * 216.65 / g0 * math.log(22632.06 / p)
+
+
+def _encode_311001(fields: dict[str, object]) -> bytes:
+    h = eccodes.codes_bufr_new_from_samples("BUFR4")
+    try:
+        for key, value in (
+            ("dataCategory", 4),
+            ("masterTablesVersionNumber", 13),
+            ("numberOfSubsets", 1),
+            ("observedData", 1),
+            ("compressedData", 0),
+        ):
+            eccodes.codes_set(h, key, value)
+        eccodes.codes_set_array(h, "unexpandedDescriptors", [311001])
+        for name, given in fields.items():
+            eccodes.codes_set(h, name, given)
+        eccodes.codes_set(h, "pack", 1)
+        return bytes(eccodes.codes_get_message(h))
+    finally:
+        eccodes.codes_release(h)
+
+
+@pytest.fixture
+def aircraft_311001(tmp_path: Path) -> tuple[Path, list[float]]:
+    """The shared file as TM 311001 messages, and each message's original pressure (Pa)."""
+    out, pressures = tmp_path / "aircraft_311001.bufr", []
+    copied = ["aircraftFlightNumber", "year", "month", "day", "hour", "minute"]
+    copied += ["latitude", "longitude", "phaseOfAircraftFlight", "airTemperature"]
+    copied += ["windDirection", "windSpeed"]
+    with AIRCRAFT.open("rb") as f, out.open("wb") as g:
+        i = 0
+        while (h := eccodes.codes_bufr_new_from_file(f)) is not None:
+            i += 1
+            try:
+                eccodes.codes_set(h, "unpack", 1)
+                fields: dict[str, object] = {k: eccodes.codes_get(h, k) for k in copied}
+                p = float(eccodes.codes_get(h, "pressure"))
+            finally:
+                eccodes.codes_release(h)
+            pressures.append(p)
+            fields["height"] = _MOVED_311001.get(i, round(_pressure_altitude(p), -1))
+            g.write(_encode_311001(fields))
+    return out, pressures
+
+
+@needs_data
+def test_aircraft_311001_height_is_the_flight_level(
+    aircraft_311001: tuple[Path, list[float]],
+) -> None:
+    """Before this reader read 007002, all 10 subsets of the 311001 copy were rejected
+    ("no pressure or flight level": 0 of 10 placed, 0 of 10 reports); now every subset gets
+    its pressure back (10 of 10 placed) and the two at 850/500 hPa are reports (2 of 10, the
+    same two as the pressure-coded ``aircraft_moved`` copy). On the real 311010-style file
+    the retained fraction is unchanged: 0 of 10, each rejected at its coded pressure."""
+    path, pressures = aircraft_311001
+    out = [r for r in AircraftBufrSource().read(path) if isinstance(r, Report | Rejection)]
+    assert len(out) == 10
+    placed = [r for r in out if "pressure(ICAO)=" in r.raw]
+    assert len(placed) == 10
+    reports = {r.report_id: r for r in out if isinstance(r, Report)}
+    assert set(reports) == {"aircraft_311001.bufr:9:1", "aircraft_311001.bufr:3:1"}
+    assert reports["aircraft_311001.bufr:9:1"].values["t850"] == pytest.approx(266.2)
+    assert reports["aircraft_311001.bufr:9:1"].elevation == 1460.0
+    assert set(reports["aircraft_311001.bufr:3:1"].values) == {"t500", "u500", "v500"}
+    for i, (r, p) in enumerate(zip(out, pressures, strict=True), start=1):
+        icao = float(r.raw.split("pressure(ICAO)=")[1].split()[0])
+        if i in _MOVED_311001:
+            continue
+        # 007002 is coded to 10 m: at most 5 m off, 0.06 % of the pressure near the ground
+        assert icao == pytest.approx(p, rel=1e-3), i
+        assert isinstance(r, Rejection) and r.check == "no_standard_level"
+        assert r.station_id  # the flight number: 311001 carries no registration
+
+
+@needs_data
+def test_aircraft_flight_level_outside_the_standard_atmosphere(tmp_path: Path) -> None:
+    path = tmp_path / "fl_bad.bufr"
+    fields: dict[str, object] = {"aircraftFlightNumber": "TEST1", "year": 2009, "month": 1}
+    fields |= {"day": 23, "hour": 13, "minute": 0, "latitude": 50.0, "longitude": 8.0}
+    fields |= {"airTemperature": 250.0, "height": 40000.0}
+    path.write_bytes(_encode_311001(fields))
+    (r,) = AircraftBufrSource().read(path)
+    assert isinstance(r, Rejection) and r.check == "bad_flight_level"
+    assert "40000 m is outside the standard atmosphere" in r.reason
+
+
+def test_icao_standard_atmosphere_layer_bases() -> None:
+    # layer-base pressures of the ICAO/ISO 2533 (= US 1976) standard atmosphere, by
+    # geopotential height, as tabulated (Pa; 1e-5: R = 287.05287 against US 1976 R*/M)
+    for h, p in ((0.0, 101325.0), (11000.0, 22632.06), (20000.0, 5474.889), (32000.0, 868.0187)):
+        assert pressure_from_flight_level(h) == pytest.approx(p, rel=1e-5), h
+    # inside the layers: ISA table at -1000 m (geopotential) 113929 Pa, 25 km 2511.0 Pa
+    assert pressure_from_flight_level(-1000.0) == pytest.approx(113929.0, rel=1e-4)
+    assert pressure_from_flight_level(25000.0) == pytest.approx(2511.0, rel=1e-3)
+    for bad in (-2001.0, 32001.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="outside the standard atmosphere"):
+            pressure_from_flight_level(bad)

@@ -7,11 +7,16 @@ of ``t850 u850 v850`` or ``t500 u500 v500``; any other pressure is a Rejection
 measured up to 25 hPa off the level to the level is this source's documented approximation
 (about 250 m at 850 hPa, 1.5 K of lapse at most).
 
-Pressure: ``pressure`` when present, else ``flightLevel`` (pressure altitude, m) converted
-with the ICAO standard atmosphere (:func:`pressure_from_flight_level`).
+Pressure: ``pressure`` (007004) when present, else a pressure altitude converted with the
+ICAO standard atmosphere (:func:`pressure_from_flight_level`): ``flightLevel`` (007010, TM
+311010 AMDAR) or ``height`` (007002), which TM 311001 "aircraft reports" (the FM 42 AMDAR
+template most of a global AMDAR feed still uses) defines as the flight level, i.e. the
+pressure altitude in m, not a geometric height. A pressure altitude outside the standard
+atmosphere's range (-2 to 32 km here) or a non-positive pressure is a Rejection
+``bad_flight_level``.
 Station id: the aircraft registration/identifier (stable across flights), else the flight
-number. Elevation: the flight level when given, else NaN (the aircraft has no station height).
-Wind: ``u = -ws sin(dd)``, ``v = -ws cos(dd)``.
+number. Elevation: the pressure altitude when given, else NaN (the aircraft has no station
+height). Wind: ``u = -ws sin(dd)``, ``v = -ws cos(dd)``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.bufr_file import non_finite
 from stratocast.obs.harmonise import wind_components
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.sources.temp_bufr import (
@@ -33,22 +39,52 @@ from stratocast.obs.sources.temp_bufr import (
 )
 from stratocast.obs.stations import StationCatalogue
 
-# ICAO standard atmosphere (ICAO Doc 7488), troposphere and lower stratosphere
-_P0, _T0, _LAPSE = 101325.0, 288.15, 0.0065  # Pa, K, K m-1
-_G0, _R = 9.80665, 287.05287  # m s-2, J kg-1 K-1 (dry air, as ICAO defines it)
-_H_TROPOPAUSE = 11000.0  # m
-_T_TROPOPAUSE = _T0 - _LAPSE * _H_TROPOPAUSE  # 216.65 K
-_P_TROPOPAUSE = _P0 * (_T_TROPOPAUSE / _T0) ** (_G0 / (_R * _LAPSE))  # 22632.06 Pa
+# ICAO standard atmosphere (ICAO Doc 7488/3, = ISO 2533 to 32 km): geopotential height H,
+# layers with a constant lapse rate L from (H_b, T_b, p_b):
+#   L != 0:  p = p_b * (1 - L (H - H_b) / T_b) ** (g0 / (R L))
+#   L == 0:  p = p_b * exp(-g0 (H - H_b) / (R T_b))
+# with g0 = 9.80665 m s-2, R = 287.05287 J kg-1 K-1, sea level 101325 Pa, 288.15 K.
+# Layers: -2..11 km L = +6.5 K/km; 11..20 km isothermal 216.65 K; 20..32 km L = -1 K/km.
+# Flight levels are pressure altitudes in exactly this atmosphere, so this is their
+# definition, not an approximation.
+_G0, _R = 9.80665, 287.05287
+_H_MIN, _H_MAX = -2000.0, 32000.0  # m: where ISO 2533 and the layers below are defined
+_LAYERS: list[tuple[float, float, float, float]] = []  # (H_b, T_b, p_b, L)
+
+
+def _layer_pressure(h: float, hb: float, tb: float, pb: float, lapse: float) -> float:
+    if lapse == 0.0:
+        return pb * math.exp(-_G0 * (h - hb) / (_R * tb))
+    return pb * (1.0 - lapse * (h - hb) / tb) ** (_G0 / (_R * lapse))
+
+
+def _build_layers() -> None:
+    hb, tb, pb = 0.0, 288.15, 101325.0
+    for top, lapse in ((11000.0, 0.0065), (20000.0, 0.0), (32000.0, -0.001)):
+        _LAYERS.append((hb, tb, pb, lapse))
+        pb = _layer_pressure(top, hb, tb, pb, lapse)
+        tb, hb = tb - lapse * (top - hb), top
+
+
+_build_layers()
 
 
 def pressure_from_flight_level(height: float) -> float:
     """Pressure (Pa) at pressure altitude ``height`` (m) in the ICAO standard atmosphere.
 
-    Valid to 20 km (isothermal layer above 11 km); civil aircraft fly below 15 km.
+    Defined for -2 km to 32 km (ValueError outside, and for a non-finite height); the
+    lowest layer's formula is used below sea level, as ISO 2533 does.
     """
-    if height <= _H_TROPOPAUSE:
-        return _P0 * (1.0 - _LAPSE * height / _T0) ** (_G0 / (_R * _LAPSE))
-    return _P_TROPOPAUSE * math.exp(-_G0 * (height - _H_TROPOPAUSE) / (_R * _T_TROPOPAUSE))
+    if not _H_MIN <= height <= _H_MAX:  # also False for NaN
+        raise ValueError(
+            f"pressure altitude {height:g} m is outside the standard atmosphere "
+            f"({_H_MIN:g} to {_H_MAX:g} m)"
+        )
+    for hb, tb, pb, lapse in reversed(_LAYERS):
+        if height >= hb:
+            return _layer_pressure(height, hb, tb, pb, lapse)
+    hb, tb, pb, lapse = _LAYERS[0]
+    return _layer_pressure(height, hb, tb, pb, lapse)
 
 
 LEXICON: dict[str, LexiconEntry] = {
@@ -63,6 +99,9 @@ LEXICON: dict[str, LexiconEntry] = {
 validate_lexicon("aircraft_bufr", LEXICON)
 
 _ID_KEYS = ("aircraftRegistrationNumberOrOtherIdentification", "aircraftFlightNumber")
+# pressure altitudes, in order of preference: 007010 (311010) and 007002, which 311001
+# defines as the flight level
+_ALTITUDE_KEYS = ("flightLevel", "height")
 
 
 class AircraftBufrSource:
@@ -116,16 +155,27 @@ class AircraftBufrSource:
             return Rejection(
                 report_id, "no_location", "no latitude/longitude", " ".join(raw), station_id, t
             )
-        flight_level = get("flightLevel")
         p = get("pressure")
+        altitude_key, flight_level = next(
+            ((k, v) for k in _ALTITUDE_KEYS if (v := get(k)) is not None), ("", None)
+        )
         if p is None and flight_level is not None:
-            p = pressure_from_flight_level(float(flight_level))
-            raw.append(f"flightLevel={flight_level} pressure(ICAO)={p:.0f}")
+            raw.append(f"{altitude_key}={flight_level}")
+            try:
+                p = pressure_from_flight_level(float(flight_level))
+            except ValueError as err:
+                return Rejection(
+                    report_id, "bad_flight_level", str(err), " ".join(raw), station_id, t
+                )
+            raw.append(f"pressure(ICAO)={p:.0f}")
         elif p is not None:
             raw.append(f"pressure={p}")
         if p is None:
-            reason = "no pressure or flight level"
+            reason = "no pressure, flight level or height (007004/007010/007002)"
             return Rejection(report_id, "no_standard_level", reason, " ".join(raw), station_id, t)
+        if not float(p) > 0.0:  # also catches NaN
+            reason = f"pressure {p} Pa is not positive"
+            return Rejection(report_id, "bad_flight_level", reason, " ".join(raw), station_id, t)
         suffix = self._level(float(p))
         if suffix is None:
             reason = (
@@ -143,6 +193,8 @@ class AircraftBufrSource:
         if not out:
             reason = "no temperature or wind"
             return Rejection(report_id, "no_data", reason, " ".join(raw), station_id, t)
+        if (bad := non_finite(out)) is not None:
+            return Rejection(report_id, "non_finite", bad, " ".join(raw), station_id, t)
         elevation = math.nan if flight_level is None else float(flight_level)
         lat, lon = round(float(lat), 6), round(float(lon), 6)  # drop BUFR scaling noise
         return Report(report_id, station_id, lat, lon, elevation, t, out, " ".join(raw))
