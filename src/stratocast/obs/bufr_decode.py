@@ -34,9 +34,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stratocast.obs.bufr_tables import Expanded, TablesKey, UnsupportedBufr, expand
+from stratocast.obs.bufr_tables import (
+    CorruptBufr,
+    Expanded,
+    TablesKey,
+    UnsupportedBufr,
+    check_structure,
+    expand,
+)
 
-__all__ = ["Decoded", "Header", "UnsupportedBufr", "decode", "parse_header"]
+__all__ = [
+    "CorruptBufr",
+    "Decoded",
+    "Header",
+    "UnsupportedBufr",
+    "decode",
+    "parse_header",
+    "preflight",
+]
 
 _STRING_UNITS = ("CCITT IA5",)
 _DELAYED_FACTORS = (31000, 31001, 31002)
@@ -83,9 +98,28 @@ def _u(msg: bytes, start: int, n: int) -> int:
 
 
 def parse_header(msg: bytes) -> Header:
-    """Sections 0-3 of one BUFR message (edition 3 or 4)."""
+    """Sections 0-3 of one BUFR message (edition 3 or 4).
+
+    Raises CorruptBufr when the sections cannot fit the message, UnsupportedBufr for an
+    edition other than 3 or 4.
+    """
     if len(msg) < 8 or msg[:4] != b"BUFR":
         raise UnsupportedBufr("not a BUFR message")
+    try:
+        return _parse_header(msg)
+    except IndexError:  # a section length pointing past the message
+        raise CorruptBufr("sections 1-3 run past the end of the message") from None
+
+
+def preflight(msg: bytes) -> Header:
+    """parse_header plus the table-free section-3 check (:func:`check_structure`): what a
+    message must pass before ecCodes may unpack it (CorruptBufr otherwise)."""
+    header = parse_header(msg)
+    check_structure(header.descriptors)
+    return header
+
+
+def _parse_header(msg: bytes) -> Header:
     edition = msg[7]
     s1 = 8
     if edition == 4:
@@ -113,7 +147,7 @@ def parse_header(msg: bytes) -> Header:
     s4 = s3 + len3
     data = (s4 + 4, s4 + _u(msg, s4, 3))
     if data[1] > len(msg) - 4 or data[0] > data[1] or not descriptors:
-        raise UnsupportedBufr("section lengths do not add up")
+        raise CorruptBufr("section lengths do not add up to the message length")
     return Header(
         edition,
         master_table,
@@ -398,7 +432,9 @@ def _scale(
     return values
 
 
-def _walk(program: Program, data: bytes, pos: int, blocks: list[_Block], bases: list[int]) -> int:
+def _walk(
+    program: Program, data: bytes, pos: int, blocks: list[_Block], bases: list[int], nbits: int
+) -> int:
     for item in program:
         if isinstance(item, _Block):
             blocks.append(item)
@@ -410,6 +446,9 @@ def _walk(program: Program, data: bytes, pos: int, blocks: list[_Block], bases: 
         bases.append(pos)
         pos += item.factor_width
         body = item.body
+        if pos > nbits:
+            # a damaged factor (up to 2**16-1 per level, nested) must not run the walk on
+            raise UnsupportedBufr("a delayed replication runs past the end of section 4")
         if len(body) == 1 and isinstance(body[0], _Block):
             blk = body[0]
             for _ in range(n):
@@ -418,7 +457,9 @@ def _walk(program: Program, data: bytes, pos: int, blocks: list[_Block], bases: 
                 pos += blk.total
         else:
             for _ in range(n):
-                pos = _walk(body, data, pos, blocks, bases)
+                pos = _walk(body, data, pos, blocks, bases, nbits)
+                if pos > nbits:
+                    raise UnsupportedBufr("a delayed replication runs past the end of section 4")
     return pos
 
 
@@ -431,7 +472,7 @@ def _uncompressed(header: Header, layout: Layout, data: bytes) -> Decoded:
     nbits = len(data) * 8
     for _ in range(header.subsets):
         first = len(blocks)
-        pos = _walk(layout.program, data, pos, blocks, bases)
+        pos = _walk(layout.program, data, pos, blocks, bases, nbits)
         if pos > nbits:
             raise UnsupportedBufr(f"subset {len(starts)} runs past the end of section 4")
         count += sum(len(b.ids) for b in blocks[first:])
@@ -468,9 +509,15 @@ class _Compressed:
         self.layout, self.data, self.n = layout, data, n
         self.padded = np.frombuffer(data + bytes(8), dtype=np.uint8)
         self.pos = 0
+        self.nbits = len(data) * 8
         self.ids: list[int] = []
         self.columns: list[FloatArray] = []
         self.strings: list[tuple[int, list[str | None]]] = []
+
+    def _need(self, bits: int) -> None:
+        # checked before every read: the vectorised extraction would index past the buffer
+        if self.pos + bits > self.nbits:
+            raise UnsupportedBufr(f"compressed data runs past the {self.nbits} bits of section 4")
 
     def element(self, i: int) -> FloatArray:
         lay, data, n = self.layout, self.data, self.n
@@ -480,9 +527,12 @@ class _Compressed:
             self.ids.append(i)
             self.columns.append(col)
             return col
+        self._need(width + 6)
         r0 = _bits(data, self.pos, width)
         nbinc = _bits(data, self.pos + width, 6)
         self.pos += width + 6
+        if nbinc:
+            self._need(n * nbinc * (8 if lay.string[i] else 1))
         if lay.string[i]:
             col = np.full(n, np.nan)
             if nbinc == 0:

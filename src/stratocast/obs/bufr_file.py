@@ -2,10 +2,18 @@
 
 A corrupt or truncated message becomes one Rejection (``file:message``) and the scan goes on
 at the next ``BUFR`` marker, so one bad message never hides the rest of a file.
+
+Isolation: whatever one message or subset raises while it is decoded (an ecCodes error, an
+IndexError from a damaged layout, a value that does not fit a date, ...) becomes the
+Rejection of that message or subset with the exception's type and text; only a file that
+cannot be read at all is a SourceFileError. ecCodes itself is protected from one crash class:
+a section 3 whose replications run past its end makes ecCodes 2.50 segfault in ``unpack``, so
+every message passes :func:`stratocast.obs.bufr_decode.preflight` before ecCodes opens it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +23,7 @@ from typing import Any, Generic, TypeVar
 import eccodes
 
 from stratocast.obs.base import Rejection, SourceFileError
+from stratocast.obs.bufr_decode import CorruptBufr, UnsupportedBufr, preflight
 
 
 def is_missing(v: Any) -> bool:
@@ -22,12 +31,44 @@ def is_missing(v: Any) -> bool:
     return v is None or v == eccodes.CODES_MISSING_LONG or v <= -1e99 or v != v
 
 
+def error_text(err: BaseException) -> str:
+    """``Type: text`` of an exception, for a Rejection's reason (capped: a damaged message
+    can make an error message long)."""
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def non_finite(values: dict[str, float]) -> str | None:
+    """The reason a subset's values cannot be stored (an infinite or NaN value), or None.
+
+    BUFR integers decode to finite numbers; this guards the conversions after them (wind
+    components, derived pressures) so nothing non-finite reaches the store as a value.
+    """
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    return f"non-finite value of {', '.join(bad)}" if bad else None
+
+
+def corrupt(where: str, msg: bytes, problem: str) -> Rejection:
+    """The ``corrupt_message`` Rejection of message ``where`` (raw: its first 64 bytes)."""
+    return Rejection(where, "corrupt_message", f"{where}: {problem}", msg[:64].hex())
+
+
 def open_handle(msg: bytes, where: str) -> int | Rejection:
-    """An ecCodes handle for one message (the caller releases it), or the Rejection."""
+    """An ecCodes handle for one message (the caller releases it), or the Rejection.
+
+    The message's sections 0-3 are checked first (:func:`preflight`): a structurally
+    impossible one is rejected without reaching ecCodes, which can crash on it.
+    """
+    try:
+        preflight(msg)
+    except CorruptBufr as err:
+        return corrupt(where, msg, f"corrupt sections 1-3: {err}")
+    except UnsupportedBufr:
+        pass  # e.g. BUFR edition 2: ecCodes may still read it
     try:
         handle: int = eccodes.codes_new_from_message(msg)
-    except eccodes.CodesInternalError as err:
-        return Rejection(where, "corrupt_message", f"{where}: ecCodes cannot open: {err}", "")
+    except Exception as err:  # any failure to open is this message's rejection
+        return corrupt(where, msg, f"ecCodes cannot open: {error_text(err)}")
     return handle
 
 
@@ -72,23 +113,26 @@ def unpacked(
                 compressed,
                 walk(h, compressed),
             )
-        except eccodes.CodesInternalError as err:
-            reason = f"{where}: ecCodes cannot unpack: {err}"
-            found = Rejection(where, "corrupt_message", reason, msg[:64].hex())
+        except Exception as err:  # isolate the message, whatever it raised
+            found = corrupt(where, msg, f"ecCodes cannot unpack: {error_text(err)}")
         yield found
     finally:
         eccodes.codes_release(h)
 
 
 def each_subset(n: int, where: str, decode: Callable[[int, str], Any]) -> Iterator[Any]:
-    """``decode(s, report_id)`` for every subset; an ecCodes error in one subset becomes its
-    Rejection and the next subset is decoded."""
+    """``decode(s, report_id)`` for every subset; any exception in one subset becomes its
+    Rejection (check ``corrupt_message``, the exception text as reason) and the next subset
+    is decoded."""
     for s in range(n):
         report_id = f"{where}:{s + 1}"
         try:
-            yield decode(s, report_id)
-        except eccodes.CodesInternalError as err:
-            yield Rejection(report_id, "corrupt_message", f"ecCodes error: {err}", "")
+            record = decode(s, report_id)
+        except Exception as err:  # isolate the subset, whatever it raised
+            record = Rejection(
+                report_id, "corrupt_message", f"{report_id}: cannot decode: {error_text(err)}", ""
+            )
+        yield record
 
 
 def split_messages(data: bytes) -> Iterator[tuple[int, bytes | None, str]]:

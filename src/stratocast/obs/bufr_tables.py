@@ -35,6 +35,14 @@ class UnsupportedBufr(Exception):
     """A message this decoder does not handle; the caller falls back to ecCodes' unpack."""
 
 
+class CorruptBufr(UnsupportedBufr):
+    """A message whose structure is impossible (e.g. a replication running past section 3).
+
+    Callers catch it *before* UnsupportedBufr and reject the message instead of falling back:
+    ecCodes 2.50 crashes the process (SIGSEGV in ``unpack``) on some such messages.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Expanded:
     """An element (span -1), an operator (span -2) or a replication of the next ``span``."""
@@ -112,16 +120,40 @@ def _item(tables: TablesKey, top: tuple[int, ...], i: int) -> tuple[list[Expande
     j = i + 1
     if y == 0:  # the factor descriptor follows the replication and is not counted in X
         if j >= len(top):
-            raise UnsupportedBufr(f"delayed replication {d:06d} at the end of section 3")
+            raise CorruptBufr(f"delayed replication {d:06d} at the end of section 3")
         body += expand_one(tables, top[j])
         j += 1
     for _ in range(x):
         if j >= len(top):
-            raise UnsupportedBufr(f"replication {d:06d} runs past the end of section 3")
+            raise CorruptBufr(f"replication {d:06d} runs past the end of section 3")
         part, j = _item(tables, top, j)
         body += part
     span = len(body) - (1 if y == 0 else 0)
     return [Expanded(100000 + y, 0, 0, 0, "", "", span), *body], j
+
+
+def check_structure(descriptors: tuple[int, ...]) -> None:
+    """Raise CorruptBufr unless every top-level replication in section 3 has the descriptors
+    it counts (and a delayed one its factor). Needs no tables: run before ecCodes sees the
+    message, because ecCodes' unpack can crash the process on such a section 3."""
+    i = 0
+    while i < len(descriptors):
+        i = _skip(descriptors, i)
+
+
+def _skip(top: tuple[int, ...], i: int) -> int:
+    d = top[i]
+    if d // 100000 != 1:
+        return i + 1
+    x, y = (d // 1000) % 100, d % 1000
+    j = i + 1 + (1 if y == 0 else 0)  # a delayed replication's factor is not counted in X
+    if j > len(top):
+        raise CorruptBufr(f"delayed replication {d:06d} at the end of section 3")
+    for _ in range(x):
+        if j >= len(top):
+            raise CorruptBufr(f"replication {d:06d} runs past the end of section 3")
+        j = _skip(top, j)
+    return j
 
 
 def expand(tables: TablesKey, descriptors: tuple[int, ...]) -> list[Expanded]:

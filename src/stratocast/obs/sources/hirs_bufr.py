@@ -32,7 +32,13 @@ import numpy as np
 import numpy.typing as npt
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages, open_handle
+from stratocast.obs.bufr_file import (
+    bufr_messages,
+    each_subset,
+    error_text,
+    non_finite,
+    open_handle,
+)
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import StationCatalogue
 
@@ -128,18 +134,21 @@ class HirsBufrSource:
         try:
             try:
                 cols, bts, qcs, sat = self._decode(h)
-            except (eccodes.CodesInternalError, _MessageError) as err:
+            except Exception as err:  # this message only, whatever it raised
                 yield Rejection(
                     where,
                     "corrupt_message",
-                    f"{where}: not decodable as HIRS 1B: {err}",
+                    f"{where}: not decodable as HIRS 1B: {error_text(err)}",
                     msg[:64].hex(),
                 )
                 return
         finally:
             eccodes.codes_release(h)
-        for s in range(len(cols["latitude"])):
-            yield _fov(cols, bts, qcs, sat, s, f"{where}:{s + 1}")
+
+        def one(s: int, report_id: str) -> Record:
+            return _fov(cols, bts, qcs, sat, s, report_id)
+
+        yield from each_subset(len(cols["latitude"]), where, one)
 
     @staticmethod
     def _decode(
@@ -232,6 +241,8 @@ def _fov(
             station_id,
             t,
         )
+    if (bad := non_finite(values)) is not None:
+        return Rejection(report_id, "non_finite", bad, " ".join(raw), station_id, t)
     return Report(
         report_id,
         station_id,

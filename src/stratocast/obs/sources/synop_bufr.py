@@ -46,8 +46,24 @@ import eccodes
 import numpy as np
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_decode import Decoded, Layout, UnsupportedBufr, decode, parse_header
-from stratocast.obs.bufr_file import bufr_messages, each_subset, is_missing, key_names, unpacked
+from stratocast.obs.bufr_decode import (
+    CorruptBufr,
+    Decoded,
+    Layout,
+    UnsupportedBufr,
+    decode,
+    preflight,
+)
+from stratocast.obs.bufr_file import (
+    bufr_messages,
+    corrupt,
+    each_subset,
+    error_text,
+    is_missing,
+    key_names,
+    non_finite,
+    unpacked,
+)
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, identity
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -230,18 +246,27 @@ class SynopBufrSource:
         self, msg: bytes, where: str, catalogue: StationCatalogue | None
     ) -> Iterator[Record]:
         try:
-            header = parse_header(msg)
+            header = preflight(msg)
             if header.category not in _SURFACE_CATEGORIES:
                 yield self._not_synop(where, header.category, msg)
                 return
             dec = decode(msg, header)
+            arrays = _DecodedArrays(dec)
+            layout = _decoded_layout(dec)
+        except CorruptBufr as err:  # never to ecCodes: it can crash on these
+            yield corrupt(where, msg, f"corrupt message: {err}")
+            return
         except UnsupportedBufr:
             yield from self._message_eccodes(msg, where, catalogue)
             return
-        arrays = _DecodedArrays(dec)
-        for s, keys in enumerate(_decoded_layout(dec)):
-            rid = f"{where}:{s + 1}"
-            yield self._subset(arrays, keys, s, rid, catalogue, header.centre)
+        except Exception as err:  # a damaged message the decoder slipped on: this one only
+            yield corrupt(where, msg, f"cannot decode section 4: {error_text(err)}")
+            return
+
+        def one(s: int, report_id: str) -> Record:
+            return self._subset(arrays, layout[s], s, report_id, catalogue, header.centre)
+
+        yield from each_subset(len(layout), where, one)
 
     @staticmethod
     def _not_synop(where: str, category: int, msg: bytes) -> Rejection:
@@ -374,4 +399,6 @@ class SynopBufrSource:
         elevation = math.nan if elev is None else float(elev)
         # the elevation lets derive() reduce station pressure to MSL when msl is absent
         derive(values, flags, elevation=None if elev is None else elevation)
+        if (bad := non_finite(values)) is not None:
+            return Rejection(report_id, "non_finite", bad, " ".join(raw), station_id, t)
         return Report(report_id, station_id, lat, lon, elevation, t, values, " ".join(raw), flags)

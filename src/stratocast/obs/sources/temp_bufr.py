@@ -28,7 +28,14 @@ from typing import Any
 import eccodes
 
 from stratocast.obs.base import Record, Rejection, Report
-from stratocast.obs.bufr_file import bufr_messages, each_subset, is_missing, key_names, unpacked
+from stratocast.obs.bufr_file import (
+    bufr_messages,
+    each_subset,
+    is_missing,
+    key_names,
+    non_finite,
+    unpacked,
+)
 from stratocast.obs.harmonise import wind_components
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import StationCatalogue, wmo_id
@@ -311,6 +318,8 @@ class TempBufrSource:
             return Rejection(report_id, "no_standard_level", reason, " ".join(raw), station_id, t)
         elevation = math.nan if elev is None else float(elev)
         lat, lon = round(float(lat), 6), round(float(lon), 6)  # drop BUFR scaling noise
+        if (bad := non_finite(out)) is not None:
+            return Rejection(report_id, "non_finite", bad, " ".join(raw), station_id, t)
         flags = _below_ground(out, elevation)
         return Report(report_id, station_id, lat, lon, elevation, t, out, " ".join(raw), flags)
 
