@@ -60,6 +60,12 @@ def _aircraft_bufr(**options: Any) -> ObsSource:
     return AircraftBufrSource(**options)
 
 
+def _table(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.station_table import TableSource
+
+    return TableSource(**options)
+
+
 _BUILTIN: dict[str, SourceFactory] = {
     "metar": _metar,
     "synop_bufr": _synop_bufr,
@@ -68,6 +74,7 @@ _BUILTIN: dict[str, SourceFactory] = {
     "hirs_bufr": _hirs_bufr,
     "temp_bufr": _temp_bufr,
     "aircraft_bufr": _aircraft_bufr,
+    "table": _table,
 }
 
 
