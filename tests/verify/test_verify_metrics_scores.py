@@ -306,12 +306,15 @@ def _grid_case() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     return forecast, analysis, np.broadcast_to(clim, analysis.shape).copy(), lat
 
 
-def test_latitude_weights_are_wb2_normalised() -> None:
-    lat = np.linspace(-90, 90, 19)
+def test_latitude_weights_are_scores_cos_weights_without_pole_rows() -> None:
+    """Cell-area weights are cos φ (``scores``' weights) normalised to mean 1 on an evenly
+    spaced grid without pole rows (the 1.5° grid's cell centres, 120 rows): to 1e-12. With
+    pole rows they are not (tests/verify/test_verify_references.py)."""
+    lat = np.linspace(-89.25, 89.25, 120)
     w = latitude_weights(lat)
-    assert w.mean() == pytest.approx(1.0)
+    assert w.mean() == pytest.approx(1.0, rel=1e-14)
     ref = create_latitude_weights(xr.DataArray(lat))
-    np.testing.assert_allclose(w, ref / ref.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(w, ref / ref.mean(), rtol=1e-12, atol=1e-12)
 
 
 def test_gridded_rmse_matches_scores_weighted_mse() -> None:
@@ -336,7 +339,8 @@ def test_gridded_rmse_matches_scores_weighted_mse() -> None:
 
 
 def test_gridded_acc_matches_wb2_formula_by_hand() -> None:
-    """ACC per field: Σ L f′o′ / sqrt(Σ L f′² Σ L o′²), L = cos φ / mean cos φ, then time mean."""
+    """ACC per field: Σ L f′o′ / sqrt(Σ L f′² Σ L o′²), then the time mean; L = cos φ / mean cos φ,
+    which the cell-area weights are on this evenly spaced grid without pole rows."""
     forecast, analysis, clim, lat = _grid_case()
     cos = np.cos(np.deg2rad(lat))
     per_time = []

@@ -4,10 +4,10 @@ The analysis is a Zarr store or NetCDF file with canonical variable names and di
 ``(time, lat, lon)`` on the forecast grid (the demo uses the world's truth). For every
 initialisation and lead whose valid time the analysis has, each system's field updates one
 :class:`~stratocast.verify.metrics_gridded.GriddedAccumulator` per (system, variable, lead):
-latitude weights cos φ normalised to mean 1, ``rmse = sqrt(mean_t MSE_t)`` and
-``acc = mean_t ACC_t`` (WeatherBench2). Persistence is the analysis at initialisation, the
-climatology reference the climatology at the valid time. Every system is scored on the same
-(initialisation, lead) set.
+cell-area latitude weights normalised to mean 1 (WeatherBench2's ``get_lat_weights``),
+``rmse = sqrt(mean_t MSE_t)`` and ``acc = mean_t ACC_t`` (WeatherBench2). Persistence is the
+analysis at initialisation, the climatology reference the climatology at the valid time. Every
+system is scored on the same (initialisation, lead) set.
 
 The ACC climatology is per (day of year, hour of day): the mean of the analysis fields at that
 hour within a window of days centred on that day of year (WeatherBench2 uses 61), over a

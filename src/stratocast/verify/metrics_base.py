@@ -6,6 +6,13 @@ are *kept* (say ``[lead]`` or ``[lead, station]``); :meth:`update` adds a chunk 
 other axes, :meth:`merge` adds another accumulator's sums, :meth:`result` turns sums into scores.
 A year therefore streams through chunk by chunk, and partial results from workers or periods
 merge exactly (up to floating-point summation order).
+
+Missing values are NaN and are left out of every score (through the mask). An infinite value
+is not a missing value but an overflow or a corrupt field: every accumulator refuses it with
+:class:`NonFiniteError`, naming the argument, how many values are infinite and the index of
+the first, rather than scoring around it (a blown-up forecast would then look better on a
+smaller sample) or propagating it (``scores`` and WeatherBench2 return an infinite score,
+with no word on where).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Protocol, Self, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from stratocast.errors import StratocastError
 
 Axis: TypeAlias = int | tuple[int, ...] | None
 FloatArray: TypeAlias = NDArray[np.float64]
@@ -41,6 +50,27 @@ def common_mask(*arrays: ArrayLike) -> NDArray[np.bool_]:
     return np.asarray(mask)
 
 
+class NonFiniteError(StratocastError, ValueError):
+    """A score input holds ±inf (NaN, the missing-value marker, is accepted)."""
+
+
+def check_no_inf(values: FloatArray, name: str, where: str = "") -> None:
+    """Raise :class:`NonFiniteError` when ``values`` holds ±inf, naming the first index.
+
+    ``where`` (e.g. "system 'A', t2m, init 2024-01-01 00:00, lead 24 h") prefixes the message.
+    """
+    inf = np.isinf(values)
+    if not inf.any():
+        return
+    first = tuple(int(i) for i in np.argwhere(inf)[0])
+    prefix = f"{where}: " if where else ""
+    raise NonFiniteError(
+        f"{prefix}{name} holds {int(inf.sum())} infinite value(s) of {values.size}, the first "
+        f"({values[first]}) at index {first} of shape {values.shape}; NaN marks a missing "
+        "value, an infinite one is refused"
+    )
+
+
 def as_float(values: ArrayLike, name: str) -> FloatArray:
     """A float64 array; a clear error names the argument when it is not numeric."""
     try:
@@ -55,10 +85,13 @@ def paired(
     """Forecast and observation broadcast together, plus the mask of pairs that count.
 
     ``mask`` (e.g. from :func:`common_mask` over all systems) is combined with the pair's
-    own finiteness, so a caller can never score a pair with a NaN in it.
+    own finiteness, so a caller can never score a pair with a NaN in it; ±inf in either
+    is refused (:class:`NonFiniteError`).
     """
     f = as_float(forecast, "forecast")
     o = as_float(obs, "obs")
+    check_no_inf(f, "forecast")
+    check_no_inf(o, "obs")
     try:
         f, o = np.broadcast_arrays(f, o)
     except ValueError as exc:

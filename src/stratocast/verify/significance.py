@@ -15,12 +15,22 @@ inits carries about T/block_length independent pieces of information. (The plain
 interval with a normal reference rejects 6.8 % instead of 5 % at T = 60 independent inits;
 this one 5.0 %, measured over 1000 seeds.)
 
-Diebold–Mariano (1995): loss differential d_t = L(A)_t − L(B)_t per initialisation at one
-lead; ``DM = mean(d) / sqrt(V / T)`` with V the Newey–West (Bartlett kernel) long-run variance
-``γ0 + 2 Σ_{k=1}^{K} (1 − k/(K+1)) γk`` (γk with divisor T), K = horizon − 1 by default.
-With ``hln=True`` (default) the statistic is multiplied by the Harvey–Leybourne–Newbold (1997)
-factor ``sqrt((T + 1 − 2h + h(h − 1)/T) / T)`` and compared with Student's t on T − 1 degrees
-of freedom; otherwise with the standard normal.
+Diebold–Mariano: loss differential d_t = L(A)_t − L(B)_t per initialisation at one lead, mean
+d̄ over its T times, autocovariances γk = Σ_t (d_t − d̄)(d_{t−k} − d̄) / T, horizon h.
+
+- ``method="hln"`` (default): the published small-sample statistic of Harvey, Leybourne and
+  Newbold (1997), ``DM* = d̄ / sqrt(V/T) · sqrt((T + 1 − 2h + h(h − 1)/T) / T)`` with
+  V = γ0 + 2 Σ_{k=1}^{h−1} γk (the original Diebold–Mariano 1995 variance, uniform weights up to
+  lag h − 1), compared with Student's t on T − 1 degrees of freedom. This is
+  ``scores.stats.statistical_tests.diebold_mariano(method="HLN", statistic_distribution="t")``
+  (agreement tested to 1e-10). V can be ≤ 0 for h ≥ 2; the statistic is then NaN (as in
+  ``scores``) and the note says so.
+- ``method="bartlett"``: V is the Newey–West (Bartlett kernel) long-run variance
+  ``γ0 + 2 Σ_{k=1}^{K} (1 − k/(K+1)) γk``, K = ``lags`` (h − 1 by default), which is never
+  negative; ``DM = d̄ / sqrt(V/T)`` against the standard normal (statsmodels' HAC t statistic
+  of a regression on a constant), or with ``hln_factor=True`` times the HLN factor against
+  t_{T−1} (this module's default before the HLN statistic was). For h = 1 both methods have
+  V = γ0 and agree.
 """
 
 from __future__ import annotations
@@ -54,9 +64,16 @@ class BootstrapResult:
     n_inits: int
 
 
+DmMethod = Literal["hln", "bartlett"]
+
+
 @dataclass(frozen=True)
 class DieboldMarianoResult:
-    """DM statistic (negative: A has the lower loss), p-value and what it was computed on."""
+    """DM statistic (negative: A has the lower loss), p-value and what it was computed on.
+
+    ``reference`` is the null distribution of the p-value ("t" on n − 1 degrees of freedom or
+    "normal"); ``note`` says why the statistic is NaN when it is.
+    """
 
     statistic: float
     p_value: float
@@ -64,7 +81,9 @@ class DieboldMarianoResult:
     n: int
     horizon: int
     lags: int
-    hln: bool
+    method: DmMethod
+    reference: Literal["t", "normal"]
+    note: str = ""
 
 
 def per_init_sums(
@@ -213,15 +232,24 @@ def per_init_loss(
     return la, lb
 
 
+def _autocovariances(d: FloatArray, lags: int) -> FloatArray:
+    """γ0..γ_lags of a series about its mean, divisor T."""
+    x = d - d.mean()
+    t = x.size
+    return np.array([float(x @ x) / t] + [float(x[k:] @ x[:-k]) / t for k in range(1, lags + 1)])
+
+
 def long_run_variance(d: ArrayLike, lags: int) -> float:
     """Newey–West (Bartlett) estimate γ0 + 2 Σ_{k=1}^{lags} (1 − k/(lags+1)) γk, divisor T."""
-    x = as_float(d, "d")
-    x = x - x.mean()
-    t = x.size
-    var = float(x @ x) / t
-    for k in range(1, lags + 1):
-        var += 2.0 * (1.0 - k / (lags + 1.0)) * float(x[k:] @ x[:-k]) / t
-    return var
+    gamma = _autocovariances(as_float(d, "d"), lags)
+    k = np.arange(1, lags + 1)
+    return float(gamma[0] + 2.0 * np.sum((1.0 - k / (lags + 1.0)) * gamma[1:]))
+
+
+def truncated_variance(d: ArrayLike, lags: int) -> float:
+    """Diebold–Mariano (1995) / HLN (1997) estimate γ0 + 2 Σ_{k=1}^{lags} γk (may be ≤ 0)."""
+    gamma = _autocovariances(as_float(d, "d"), lags)
+    return float(gamma[0] + 2.0 * gamma[1:].sum())
 
 
 def diebold_mariano(
@@ -229,13 +257,17 @@ def diebold_mariano(
     loss_b: ArrayLike,
     *,
     horizon: int = 1,
+    method: DmMethod = "hln",
     lags: int | None = None,
-    hln: bool = True,
+    hln_factor: bool = False,
 ) -> DieboldMarianoResult:
     """DM test of equal expected loss for two loss series in time order (one lead).
 
     ``horizon`` h is the forecast horizon in units of the initialisation spacing (a 72 h
-    lead with inits every 12 h: h = 6); the HAC uses ``lags`` = h − 1 unless given.
+    lead with inits every 12 h: h = 6). ``method`` "hln" (default) is the Harvey–Leybourne–
+    Newbold statistic, whose variance sums lags 1..h − 1 by construction (``lags`` must not
+    be given); "bartlett" the Newey–West variance over ``lags`` (h − 1 unless given),
+    against the normal, or with ``hln_factor`` times the HLN factor against t_{T−1}.
     Times where either loss is NaN are dropped.
     """
     la, lb = as_float(loss_a, "loss_a"), as_float(loss_b, "loss_b")
@@ -243,24 +275,40 @@ def diebold_mariano(
         raise ValueError(f"loss series must be 1-D and equal length, got {la.shape}, {lb.shape}")
     if horizon < 1:
         raise ValueError(f"horizon must be ≥ 1, got {horizon}")
+    if method not in ("hln", "bartlett"):
+        raise ValueError(f"DM method must be 'hln' or 'bartlett', got {method!r}")
+    if method == "hln" and (lags is not None or hln_factor):
+        raise ValueError(
+            "the HLN statistic sums lags 1..horizon − 1 and includes its factor; lags and "
+            "hln_factor apply to method='bartlett' only"
+        )
     d = (la - lb)[np.isfinite(la) & np.isfinite(lb)]
     t = int(d.size)
     k = horizon - 1 if lags is None else lags
     if t < 3 or not 0 <= k < t:
         raise ValueError(f"DM test needs ≥ 3 times and 0 <= lags < T; got T={t}, lags={k}")
     dbar = float(d.mean())
-    var = long_run_variance(d, k)
+    small = method == "hln" or hln_factor
+    reference: Literal["t", "normal"] = "t" if small else "normal"
+    var = truncated_variance(d, k) if method == "hln" else long_run_variance(d, k)
     if var <= 0.0:
-        # A constant loss differential has no sampling variability to test against.
-        return DieboldMarianoResult(np.nan, np.nan, dbar, t, horizon, k, hln)
+        # No sampling variability to test against: a constant differential, or (HLN, h ≥ 2)
+        # negative autocovariances outweighing γ0.
+        note = (
+            "the loss differential is constant"
+            if np.all(d == d[0])
+            else f"the HLN variance estimate is not positive ({var:.3g}); "
+            "method='bartlett' is never negative"
+        )
+        return DieboldMarianoResult(np.nan, np.nan, dbar, t, horizon, k, method, reference, note)
     stat = dbar / np.sqrt(var / t)
-    if hln:
+    if small:
         h = horizon
         stat *= np.sqrt((t + 1.0 - 2.0 * h + h * (h - 1.0) / t) / t)
         p = 2.0 * float(stats.t.sf(abs(stat), df=t - 1))
     else:
         p = 2.0 * float(stats.norm.sf(abs(stat)))
-    return DieboldMarianoResult(float(stat), p, dbar, t, horizon, k, hln)
+    return DieboldMarianoResult(float(stat), p, dbar, t, horizon, k, method, reference)
 
 
 #: Columns of :func:`compare_at_lead` rows (the scorecard's significance table).
@@ -287,6 +335,7 @@ def compare_at_lead(
     n_boot: int,
     seed: int,
     confidence: float = 0.95,
+    dm_method: DmMethod = "hln",
 ) -> dict[str, float | str]:
     """RMSE(A) − RMSE(B) by block bootstrap and the DM test on per-init MSE, at one lead.
 
@@ -294,7 +343,8 @@ def compare_at_lead(
     ``horizon`` is the lead in initialisation spacings (≥ 1): forecasts that far apart in
     initialisation overlap, so the bootstrap block is at least that long (and at most half
     the series, so the t reference keeps ≥ 1 degree of freedom) and the DM HAC uses
-    horizon − 1 lags. A test that cannot run gives NaN and says why in ``note``.
+    horizon − 1 lags (the HLN statistic unless ``dm_method`` is "bartlett"). A test that
+    cannot run gives NaN and says why in ``note``.
     """
     counts = np.asarray(n, dtype=np.float64)
     t = int((counts > 0).sum())
@@ -327,10 +377,10 @@ def compare_at_lead(
         loss_a = np.where(counts > 0, sums_a["sq"] / np.maximum(counts, 1), np.nan)
         loss_b = np.where(counts > 0, sums_b["sq"] / np.maximum(counts, 1), np.nan)
     try:
-        dm = diebold_mariano(loss_a, loss_b, horizon=h_used)
+        dm = diebold_mariano(loss_a, loss_b, horizon=h_used, method=dm_method)
         row.update(dm_statistic=dm.statistic, dm_p_value=dm.p_value)
-        if not np.isfinite(dm.statistic):
-            notes.append("DM: the loss differential is constant")
+        if dm.note:
+            notes.append(f"DM: {dm.note}")
     except ValueError as exc:
         notes.append(f"DM: {exc}")
     row["note"] = "; ".join(notes)
