@@ -20,8 +20,29 @@ no stored value), without touching its own identities. Over all the runs of a st
     sum(reports_stored) - sum(reports_superseded_in_store) = reports with a value in obs
 
 so ``sum(values_decoded) = obs + superseded + quarantined values`` still holds for the store
-(:func:`store_totals` adds the runs up). A run that crashed wrote no accounting: the files
-it had not finished carry no manifest, and the run that redoes them counts them.
+(:func:`store_totals` adds the files up).
+
+Text sources (those whose reader yields a :class:`~stratocast.obs.base.TextTally` per file)
+add the text identity, in characters without whitespace::
+
+    text_chars = text_chars_in_records + text_chars_framing + text_chars_unparsed
+
+``text_chars_in_records`` is what the raw of every report and rejection holds,
+``text_chars_unparsed`` the text in no report (``unparsed_spans`` runs of it, each a
+quarantine row with check ``unparsed_text``; they are not reports). Binary sources are exempt
+(all five counts stay 0).
+
+Crashes: the accounting of each input file is committed with its rows. The file's manifest,
+written last and atomically, carries the file's own :class:`SourceAccount` (key ``account``),
+including the values its corrections moved to ``superseded``. :func:`store_totals` adds up
+these per-file accounts, so a run killed (``kill -9``) or stopped by a full disk after some
+files leaves every committed file counted; the files it had not finished have no manifest,
+their parts are overwritten by the run that redoes them, and that run counts them. Chosen
+over rebuilding the accounting from the store on the next run because the per-value QC
+verdicts and the rejections' counts are known only at decode time; the manifest already is
+the commit point of a file. The per-run file ``accounting/<run_id>.json`` is still written at
+the end of a run that finishes (it also holds the run's file errors and skipped files);
+manifests from before per-file accounts fall back to their run's file.
 """
 
 from __future__ import annotations
@@ -49,6 +70,29 @@ class SourceAccount:
     # stored by earlier runs, moved out of obs by this run's corrections (not in the identities)
     values_superseded_in_store: int = 0
     reports_superseded_in_store: int = 0
+    # text identity (text sources only; see the module docstring)
+    text_files: int = 0  # files whose reader yielded a TextTally
+    text_chars: int = 0
+    text_chars_in_records: int = 0
+    text_chars_framing: int = 0
+    text_chars_unparsed: int = 0
+    unparsed_spans: int = 0
+
+    def add(self, other: SourceAccount) -> None:
+        """Add ``other``'s counts into this one (per-check counts key by key)."""
+        for f in fields(SourceAccount):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for k, n in theirs.items():
+                    mine[k] = mine.get(k, 0) + n
+            else:
+                setattr(self, f.name, mine + theirs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceAccount:
+        """From :func:`dataclasses.asdict` output; fields an older store lacks stay 0."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def add_counts(self, reports: Counter[str], values: Counter[str]) -> None:
         for target, new in (
@@ -94,6 +138,13 @@ class Accounting:
                 raise ValueError(f"accounting broken for {name}: per-check value counts")
             if not 0 <= a.reports_superseded_in_store <= a.values_superseded_in_store:
                 raise ValueError(f"accounting broken for {name}: superseded counts")
+            text = a.text_chars_in_records + a.text_chars_framing + a.text_chars_unparsed
+            if a.text_chars != text:
+                raise ValueError(
+                    f"accounting broken for {name}: text characters {a.text_chars} != in "
+                    f"records {a.text_chars_in_records} + framing {a.text_chars_framing} + "
+                    f"unparsed {a.text_chars_unparsed}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +158,7 @@ class Accounting:
         d = json.loads(Path(path).read_text())
         return cls(
             run_id=d["run_id"],
-            sources={k: SourceAccount(**v) for k, v in d["sources"].items()},
+            sources={k: SourceAccount.from_dict(v) for k, v in d["sources"].items()},
             file_errors=[FileError(**e) for e in d["file_errors"]],
         )
 
@@ -136,6 +187,13 @@ class Accounting:
                     v = a.values_quarantined_by_check.get(c, 0)
                     lines.append(f"  {c:<20} {r:>8} / {v:>8}")
         for name, a in sorted(self.sources.items()):
+            if a.text_files:
+                lines.append(
+                    f"text in {name} (characters, no whitespace): {a.text_chars} = "
+                    f"{a.text_chars_in_records} in reports + {a.text_chars_framing} framing + "
+                    f"{a.text_chars_unparsed} unparsed ({a.unparsed_spans} spans)"
+                )
+        for name, a in sorted(self.sources.items()):
             if a.values_superseded_in_store:
                 lines.append(
                     f"superseded_in_store in {name} (earlier runs' rows replaced by corrections"
@@ -149,17 +207,26 @@ class Accounting:
 
 
 def store_totals(store: Path) -> dict[str, SourceAccount]:
-    """Every run's accounting of a store (``<store>/accounting/*.json``) added up per source:
-    compare with the rows in the store (see the module docstring for the identities)."""
+    """The accounting of every file a store holds, added up per source: compare with the rows
+    in the store (see the module docstring for the identities).
+
+    Each committed file's account comes from its manifest (``<store>/manifest/<src>/*.json``,
+    key ``account``); manifests written before per-file accounts name their run, whose
+    ``<store>/accounting/<run_id>.json`` is added once instead.
+    """
     totals: dict[str, SourceAccount] = {}
-    for path in sorted((Path(store) / "accounting").glob("*.json")):
-        for name, a in Accounting.read(path).sources.items():
-            t = totals.setdefault(name, SourceAccount())
-            for f in fields(SourceAccount):
-                mine, theirs = getattr(t, f.name), getattr(a, f.name)
-                if isinstance(mine, dict):
-                    for k, n in theirs.items():
-                        mine[k] = mine.get(k, 0) + n
-                else:
-                    setattr(t, f.name, mine + theirs)
+    legacy_runs: set[str] = set()
+    for path in sorted((Path(store) / "manifest").glob("*/*.json")):
+        entry = json.loads(path.read_text())
+        account = entry.get("account")
+        if account is None:
+            legacy_runs.add(str(entry.get("run_id")))
+            continue
+        totals.setdefault(entry["source"], SourceAccount()).add(SourceAccount.from_dict(account))
+    for run_id in sorted(legacy_runs):
+        run = Path(store) / "accounting" / f"{run_id}.json"
+        if not run.is_file():
+            raise ValueError(f"{run}: run accounting missing for manifests without an account")
+        for name, a in Accounting.read(run).sources.items():
+            totals.setdefault(name, SourceAccount()).add(a)
     return totals

@@ -58,8 +58,17 @@ OBS_SCHEMA = pa.schema(
     ]
 )
 QUARANTINE_SCHEMA = pa.schema(
-    [*OBS_SCHEMA, ("reason", pa.string()), ("check", pa.string()), ("raw", pa.string())]
+    [
+        *OBS_SCHEMA,
+        ("reason", pa.string()),
+        ("check", pa.string()),
+        ("raw", pa.string()),
+        ("raw_length", pa.int64()),  # characters of the raw text before the cap
+    ]
 )
+# Quarantine keeps at most this many characters of a record's raw text (the original length
+# is in ``raw_length``): one hostile 10 MB "report" must not become a 10 MB row.
+RAW_CAP = 4096
 SUPERSEDED_SCHEMA = pa.schema(
     [*OBS_SCHEMA, ("reason", pa.string()), ("check", pa.string()), ("superseded_by", pa.string())]
 )
@@ -112,7 +121,17 @@ def write_observations(store: Path, source: str, key: str, df: pd.DataFrame) -> 
 
 
 def write_quarantine(store: Path, source: str, key: str, df: pd.DataFrame) -> list[Path]:
-    """Write quarantined rows (nullable observation columns + reason, check, raw)."""
+    """Write quarantined rows (nullable observation columns + reason, check, raw).
+
+    ``raw`` is cut to :data:`RAW_CAP` characters; ``raw_length`` keeps the original length.
+    """
+    if df.empty:
+        return []
+    raw = df["raw"].astype(object)
+    long = raw.str.len() > RAW_CAP  # cut only what is over: most rows pass untouched
+    if long.any():
+        raw = raw.where(~long, raw.str.slice(0, RAW_CAP))
+    df = df.assign(raw=raw, raw_length=df["raw"].str.len().astype("Int64"))
     return _write_partitioned(df, Path(store) / "quarantine", source, key, QUARANTINE_SCHEMA)
 
 
@@ -155,7 +174,10 @@ def _read(
     if not root.is_dir():
         empty = schema.empty_table().to_pandas()
         return empty.assign(**{PART: pd.Series(dtype=object)}) if with_part else empty
-    dataset = ds.dataset(root, format="parquet", partitioning=_PARTITIONING)
+    # the schema, not the first file's, so parts written before a column existed read as null
+    fields = [f for f in schema if f.name != "source"]
+    full = pa.schema([*fields, pa.field("source", pa.string()), pa.field("date", pa.string())])
+    dataset = ds.dataset(root, schema=full, format="parquet", partitioning=_PARTITIONING)
     expr = None
 
     def _and(e: ds.Expression) -> None:

@@ -3,6 +3,13 @@
 Built column-by-column from plain lists (no per-row dicts) because this runs once per decoded
 value. Internal columns (``report_key``, ``raw``, ``check``, ``reason``) ride along until the
 store splits rows into observations and quarantine.
+
+Text readers also yield :class:`~stratocast.obs.base.Unparsed` (text in no report) and one
+:class:`~stratocast.obs.base.TextTally` per file: unparsed runs become quarantine rows of their
+own (check ``unparsed_text``, the location as ``report_id``), counted apart from reports, and
+the tally comes back on :class:`Decoded` with the characters the file's records and unparsed
+runs hold, for the accounting's text identity. A source yielding no tally (binary formats) is
+exempt from that identity.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from stratocast.obs.base import Record, Rejection, Report
+from stratocast.obs.base import Record, Rejection, Report, TextTally, Unparsed, text_chars
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -43,6 +50,30 @@ class Decoded:
     values: pd.DataFrame  # VALUE_COLUMNS
     rejected: pd.DataFrame  # quarantine layout, variable/value null
     n_reports: int  # decoded Reports (not rejections)
+    # text in no report (check ``unparsed_text``), quarantine layout; counted apart from reports
+    unparsed: pd.DataFrame | None = None
+    text: TextCount | None = None  # None: the source yielded no TextTally (binary format)
+
+    @property
+    def n_unparsed(self) -> int:
+        return 0 if self.unparsed is None else len(self.unparsed)
+
+
+@dataclass(frozen=True)
+class TextCount:
+    """One file's text identity terms (characters without whitespace, :func:`text_chars`)."""
+
+    chars_total: int  # the reader's TextTally: the whole file
+    chars_framing: int  # the reader's TextTally: headings, section markers, "=", ...
+    chars_in_records: int  # in the raw of every Report and Rejection
+    chars_unparsed: int  # in every Unparsed
+
+    @property
+    def balanced(self) -> bool:
+        return self.chars_total == self.chars_in_records + self.chars_framing + self.chars_unparsed
+
+
+UNPARSED = "unparsed_text"  # the quarantine check of Unparsed text
 
 
 def _times(us: list[int | None]) -> pd.Series:
@@ -51,7 +82,7 @@ def _times(us: list[int | None]) -> pd.Series:
 
 
 def collect(records: Iterable[Record], source: str, key_offset: int = 0) -> Decoded:
-    """Flatten Reports into long rows and Rejections into quarantine rows."""
+    """Flatten Reports into long rows, Rejections and Unparsed text into quarantine rows."""
     st: list[str] = []
     lat: list[float] = []
     lon: list[float] = []
@@ -65,6 +96,9 @@ def collect(records: Iterable[Record], source: str, key_offset: int = 0) -> Deco
     chk: list[str | None] = []
     rsn: list[str | None] = []
     rej: list[Rejection] = []
+    unparsed: list[Rejection] = []
+    report_raws: list[str] = []  # one per Report: its characters count only for text sources
+    tallies: list[TextTally] = []
     key = key_offset
     n_reports = 0
     for rec in records:
@@ -72,12 +106,20 @@ def collect(records: Iterable[Record], source: str, key_offset: int = 0) -> Deco
             if isinstance(rec, Rejection):
                 rej.append(rec)
                 continue
+            if isinstance(rec, Unparsed):
+                why = f"{rec.location}: text in no report ({text_chars(rec.text)} characters)"
+                unparsed.append(Rejection(rec.location, UNPARSED, why, rec.text))
+                continue
+            if isinstance(rec, TextTally):
+                tallies.append(rec)
+                continue
             if not isinstance(rec, Report):
                 raise TypeError(f"source {source!r} yielded {type(rec).__name__}, not a record")
         if not rec.values:
             rej.append(Rejection(rec.report_id, "no_data", "report without values", rec.raw))
             continue
         n_reports += 1
+        report_raws.append(rec.raw)
         t = (rec.time - _EPOCH) // _US
         for name, v in rec.values.items():
             st.append(rec.station_id)
@@ -112,7 +154,17 @@ def collect(records: Iterable[Record], source: str, key_offset: int = 0) -> Deco
         }
     )
     rejected = rejections_frame(rej, source)
-    return Decoded(values, rejected, n_reports)
+    text = None
+    if tallies:  # counted only now: binary sources pay nothing for the text identity
+        text = TextCount(
+            chars_total=sum(t.chars_total for t in tallies),
+            chars_framing=sum(t.chars_framing for t in tallies),
+            chars_in_records=sum(map(text_chars, report_raws))
+            + sum(text_chars(r.raw) for r in rej),
+            chars_unparsed=sum(text_chars(u.raw) for u in unparsed),
+        )
+    frame = rejections_frame(unparsed, source) if unparsed else None
+    return Decoded(values, rejected, n_reports, frame, text)
 
 
 def rejections_frame(rej: list[Rejection], source: str) -> pd.DataFrame:

@@ -9,6 +9,10 @@ Input: text files holding one or more bulletins::
     ...                                    blank lines inside a report are allowed)
     NNNN                                  (optional end, any case)
 
+The one-line form many archives and decoders write, a report on its own ``AAXX YYGGi`` line
+(``AAXX 01004 88889 12782 61506 10094 ...=``), is read the same way: ``AAXX YYGGi`` is the
+section 0 and the rest of the line starts the report.
+
 Decoded per report (section 1; sections 2, 3, 4, 5 are checked for well-formed groups where
 their layout is standard, but carry no canonical variable and are not decoded):
 
@@ -32,16 +36,26 @@ A day later than the reference (+1 day slack) belongs to an earlier month.
 
 Corrections: a bulletin whose heading ends in a BBB indicator (``CCx`` correction, ``AAx``
 amendment, ``RRx`` delayed) tags each of its reports: the ``report_id`` is
-``<file>:<line>:<BBB>`` (e.g. ``...CCA_...txt:5:CCA``) instead of ``<file>:<line>``, and
-``raw`` starts with the abbreviated heading including the BBB (e.g.
-``SMRO01 YRBK 171200 CCA | AAXX 17121 | 15108 ...``). :func:`bbb_of` recovers the indicator
-and :func:`is_correction` tells whether it replaces an earlier report of the same station and
-time (``CCx``/``AAx``; the letter orders successive corrections, ``CCB`` after ``CCA``).
+``<file>:<line>:<BBB>`` (e.g. ``...CCA_...txt:5:CCA``) instead of ``<file>:<line>``.
+:func:`bbb_of` recovers the indicator and :func:`is_correction` tells whether it replaces an
+earlier report of the same station and time (``CCx``/``AAx``; the letter orders successive
+corrections, ``CCB`` after ``CCA``).
+
+Text accounting: ``raw`` is the report's own groups (whitespace-normalised, without ``=``);
+the heading, ``AAXX YYGGi``, ``ZCZC``/``NNNN`` lines, channel sequence numbers, SOH/ETX and
+every ``=`` are framing. Text before any section 0 of a bulletin that does not start with a
+5-figure station number (free text, a ``NIL`` bulletin) is yielded as
+:class:`~stratocast.obs.base.Unparsed`; a :class:`~stratocast.obs.base.TextTally` closes each
+file, so every character of the file is in a report, a rejection, the framing or an unparsed
+run.
 
 Rejections (one per report, the rest of the bulletin still decodes): ``nil`` (a NIL report),
 ``malformed_group`` (the reason names the group), ``unknown_station``, ``no_section0``
 (a report before any ``AAXX`` line), ``unsupported_section0`` (``BBXX``/``OOXX`` ship and
-mobile reports), ``bad_time`` and ``no_data`` (nothing canonical in the report).
+mobile reports), ``bad_time``, ``no_data`` (nothing canonical in the report) and
+``decode_error`` (any exception while decoding one report, with its text: the rest of the
+bulletin still decodes). Only a file that cannot be read, dated or is no SYNOP at all raises
+:class:`~stratocast.obs.base.SourceFileError`.
 """
 
 from __future__ import annotations
@@ -56,7 +70,16 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError, utc_reference
+from stratocast.obs.base import (
+    Record,
+    Rejection,
+    Report,
+    SourceFileError,
+    TextTally,
+    Unparsed,
+    text_chars,
+    utc_reference,
+)
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
@@ -169,50 +192,104 @@ class RawReport(NamedTuple):
     text: str  # groups joined by single spaces, without the "="
 
 
-def split_reports(text: str) -> Iterator[RawReport]:
-    """Yield every report of every bulletin in ``text``, with its heading and section 0.
+class Split(NamedTuple):
+    """A bulletin file cut into reports, text in no report, and the framing's size."""
+
+    items: list[RawReport | Unparsed]  # in file order
+    chars_framing: int  # characters (no whitespace) of headings, AAXX YYGGi, ZCZC/NNNN, "="
+
+
+# Characters str.split() takes as separators but text_chars() counts (latin-1 range: a file
+# is decoded as latin-1): GTS files can carry them between groups; they count as framing.
+_SPLIT_ONLY_SPACE = "\x1c\x1d\x1e\x1f\x85\xa0"
+_TRANSMISSION = "\x01\x03"  # SOH/ETX around a bulletin: framing, read as spaces
+_SEQUENCE = re.compile(r"\d{3}")  # channel sequence number line before a heading
+_SECTION0 = ("AAXX", "BBXX", "OOXX")
+
+
+def _nonspace(s: str) -> int:
+    return len(s) - s.count(" ")  # s is whitespace-normalised: single spaces only
+
+
+def split(text: str, name: str = "") -> Split:
+    """Cut ``text`` into every report of every bulletin, with its heading and section 0.
 
     A report ends at ``=``; one left open when a heading, section-0 line or end marker
-    arrives is yielded as it stands (its decoding judges it).
+    arrives is yielded as it stands (its decoding judges it). The report may start on the
+    ``AAXX YYGGi`` line itself (``AAXX 01004 88889 12782 ...=``, the one-line form many
+    archives write). Text before any section 0 of a bulletin whose first group is not a
+    5-figure station number (free text, a ``NIL`` bulletin) is :class:`Unparsed`
+    (``name:line``); one that looks like a report stays a report (rejected ``no_section0``).
     """
     ctx = _Context("", "", "")
+    items: list[RawReport | Unparsed] = []
+    framing = sum(text.count(c) for c in _SPLIT_ONLY_SPACE + _TRANSMISSION)
     parts: list[str] = []
     start = 0
+
+    def close() -> None:
+        body = " ".join(parts)
+        parts.clear()
+        if ctx.section0 or _IIIII.fullmatch(body.split(" ", 1)[0]):
+            items.append(RawReport(start, ctx, body))
+        else:
+            items.append(Unparsed(f"{name}:{start}", body))
+
     for lineno, line in enumerate(text.split("\n"), start=1):
         s = " ".join(line.replace("\x01", " ").replace("\x03", " ").split())
         if not s:
             continue
         upper = s.upper()
-        framing = upper.startswith("ZCZC") or upper == "NNNN"
-        heading = _HEADING.fullmatch(s)
-        section0 = upper[:4] in ("AAXX", "BBXX", "OOXX")
-        if framing or heading or section0:
+        is_end = upper.startswith("ZCZC") or upper == "NNNN"
+        heading = None if is_end else _HEADING.fullmatch(s)
+        is_section0 = upper[:4] in _SECTION0
+        sequence = not parts and not ctx.section0 and _SEQUENCE.fullmatch(s) is not None
+        if is_end or heading or sequence:
             if parts:
-                yield RawReport(start, ctx, " ".join(parts))
-                parts = []
-            if framing:
+                close()
+            framing += _nonspace(s)
+            if is_end:
                 ctx = _Context("", "", "")
             elif heading:
                 ctx = _Context(s, heading.group(4) or "", "")
-            else:
-                ctx = ctx._replace(section0=s)
             continue
+        if is_section0:
+            if parts:
+                close()
+            # AAXX YYGGi heads the bulletin's reports; BBXX/OOXX carry their own time and
+            # position in each report, so only the four letters are the section-0 line
+            groups = s.split(" ")
+            n = 2 if upper.startswith("AAXX") and len(groups[0]) == 4 else 1
+            head, s = " ".join(groups[:n]), " ".join(groups[n:])
+            framing += _nonspace(head)
+            ctx = ctx._replace(section0=head)
+            if not s:
+                continue
         while "=" in s:
             head, _, s = s.partition("=")
-            if head.strip():
+            framing += 1
+            head = head.strip()
+            if head:
                 if not parts:
                     start = lineno
-                parts.append(head.strip())
+                parts.append(head)
             if parts:
-                yield RawReport(start, ctx, " ".join(parts))
-                parts = []
+                close()
             s = s.strip()
         if s:
             if not parts:
                 start = lineno
             parts.append(s)
     if parts:
-        yield RawReport(start, ctx, " ".join(parts))
+        close()
+    return Split(items, framing)
+
+
+def split_reports(text: str) -> Iterator[RawReport]:
+    """Every report of ``text`` (see :func:`split`), without the text in no report."""
+    for item in split(text).items:
+        if isinstance(item, RawReport):
+            yield item
 
 
 # --- dating -------------------------------------------------------------------------------
@@ -365,6 +442,16 @@ def _later_sections(groups: list[str], i: int) -> None:
         i += 1
 
 
+def _report_id(rr: RawReport, name: str) -> str:
+    return f"{name}:{rr.line}" + (f":{rr.context.bbb}" if rr.context.bbb else "")
+
+
+def _failed(rr: RawReport, name: str, err: Exception) -> Rejection:
+    rid = _report_id(rr, name)
+    why = f"{rid}: decoding failed: {type(err).__name__}: {err}"
+    return Rejection(rid, "decode_error", why, rr.text)
+
+
 class SynopTacSource:
     """Source ``synop_tac``: FM-12 SYNOP text bulletins. Needs a station catalogue."""
 
@@ -396,15 +483,23 @@ class SynopTacSource:
         text = data.decode("latin-1")
         if "AAXX" not in text and "BBXX" not in text and "OOXX" not in text:
             raise SourceFileError(f"{path}: no AAXX/BBXX/OOXX line (not a SYNOP bulletin?)")
-        for raw in split_reports(text):
-            yield self._decode(raw, path.name, limit, catalogue)
+        cut = split(text, path.name)
+        for item in cut.items:
+            if isinstance(item, Unparsed):
+                yield item
+                continue
+            try:
+                yield self._decode(item, path.name, limit, catalogue)
+            except Exception as err:  # one report's surprise must not sink the bulletin
+                yield _failed(item, path.name, err)
+        yield TextTally(str(path), text_chars(text), cut.chars_framing)
 
     def _decode(
         self, rr: RawReport, name: str, limit: datetime, catalogue: StationCatalogue
     ) -> Record:
         ctx = rr.context
-        rid = f"{name}:{rr.line}" + (f":{ctx.bbb}" if ctx.bbb else "")
-        raw = " | ".join(p for p in (ctx.heading, ctx.section0, rr.text) if p)
+        rid = _report_id(rr, name)
+        raw = rr.text  # only the report's own text: heading and AAXX line are framing
         groups = rr.text.split()
         station = groups[0]
         if not ctx.section0:
