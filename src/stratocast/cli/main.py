@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from stratocast.cli import stages
 from stratocast.cli.run_config import RunConfig, RunPaths, load_run
-from stratocast.config import ConfigError
+from stratocast.config import format_validation, quote
+from stratocast.errors import StratocastError
 from stratocast.train import slurm
-from stratocast.train.dcp_checkpoint import ResumeError
 from stratocast.train.launch import add_resume_flags
-from stratocast.train.parallel import ParallelError
 from stratocast.train.preempt import Preempted
 
 StageFn = Callable[[RunConfig, RunPaths, bool], Any]
@@ -33,10 +37,17 @@ DEMO_ORDER = ["world", "ingest", "shards", "train", "forecast", "verify"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stratocast", description=__doc__)
+    # --debug before or after the subcommand; SUPPRESS keeps the sub-parser from resetting
+    # a value given before it.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    p = argparse.ArgumentParser(prog="stratocast", description=__doc__, parents=[debug])
+    p.set_defaults(debug=False)
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in [*STAGES.items(), ("demo", (None, "run every stage in order"))]:
-        sp = sub.add_parser(name, help=help_text)
+        sp = sub.add_parser(name, help=help_text, parents=[debug])
         sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
         sp.add_argument("--workdir", default=None, help="override the config's workdir")
         sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -45,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "verify":
             stages.add_verify_arguments(sp)
     slurm.add_parser(sub)
+    sub.choices["slurm"].add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     return p
 
 
@@ -65,32 +79,71 @@ def demo(cfg: RunConfig, paths: RunPaths, progress: bool) -> Path:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _one_line(text: str) -> str:
+    """Every error is one line on stderr: a multi-line message becomes ``a; b; c``."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(no message)"
+
+
+def _os_error(err: OSError) -> str:
+    """``ENOSPC: No space left on device: /x/y`` from any OSError, with the path(s) it names."""
+    code = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
+    what = err.strerror or str(err)
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    where = ": " + " -> ".join(str(p) for p in paths) if paths else ""
+    return f"{code + ': ' if code else ''}{what}{where}"
+
+
+def _describe(err: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code for an error that ended a command."""
+    if isinstance(err, StratocastError):  # before OSError: some project errors are OSErrors
+        return f"error: {_one_line(str(err))}", 2
+    if isinstance(err, OSError):
+        return f"error: {_os_error(err)}", 2
+    if isinstance(err, ValidationError):  # a config built outside load_config (e.g. slurm flags)
+        return f"error: {_one_line(format_validation(err, 'arguments'))}", 2
+    if isinstance(err, yaml.YAMLError):
+        return f"error: cannot parse YAML: {_one_line(str(err))}", 2
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", 130
+    # Anything else is a bug: still one line, and the way to see where it came from.
+    return f"internal error: {type(err).__name__}: {quote(str(err), 300)} (rerun with --debug)", 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "slurm":
         return slurm.command(args)
     if args.command == "verify" and args.forecast is not None:
         return stages.verify_paths_command(args)
+    cfg, paths = load_run(args.config, args.workdir)
+    progress = not args.no_progress
+    if args.command == "verify" and args.analysis is not None:
+        analysis = {"analysis": str(args.analysis)}
+        cfg = cfg.model_copy(update={"verify": cfg.verify.model_copy(update=analysis)})
+    if args.command == "demo":
+        demo(cfg, paths, progress)
+    elif args.command == "train":
+        stages.train(cfg, paths, progress, from_step=args.from_step, fresh=args.fresh)
+    else:
+        STAGES[args.command][0](cfg, paths, progress)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure ends here: one line on stderr and exit 2 (1: a bug),
+    the traceback too with ``--debug``."""
+    args = _parser().parse_args(argv)
     try:
-        cfg, paths = load_run(args.config, args.workdir)
-        progress = not args.no_progress
-        if args.command == "verify" and args.analysis is not None:
-            analysis = {"analysis": str(args.analysis)}
-            cfg = cfg.model_copy(update={"verify": cfg.verify.model_copy(update=analysis)})
-        if args.command == "demo":
-            demo(cfg, paths, progress)
-        elif args.command == "train":
-            stages.train(cfg, paths, progress, from_step=args.from_step, fresh=args.fresh)
-        else:
-            STAGES[args.command][0](cfg, paths, progress)
+        return _run(args)
     except Preempted as stop:
         # Checkpointed on SIGTERM/SIGUSR1: the requeue code tells the launcher to run us again.
         print(f"stratocast {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
-    except (ConfigError, stages.StageError, ResumeError, ParallelError) as err:
-        print(f"stratocast {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    except (Exception, KeyboardInterrupt) as err:
+        if args.debug:
+            traceback.print_exc()
+        message, code = _describe(err)
+        print(f"stratocast {args.command}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
