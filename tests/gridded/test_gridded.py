@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stratocast.gridded import GriddedFileError, open_gridded
+from stratocast.gridded import GriddedFileError, open_gridded, skipped_fields
 from stratocast.gridded.lexicon import Target
 
 DATA = Path("/work/shared/data")
@@ -122,7 +122,9 @@ def test_grib_matches_eccodes(
 @needs_grib
 @pytest.mark.parametrize("name", ["regular_ll_sfc.grib", "scanning_mode_64.grib"])
 def test_grib_scanning_modes(name: str) -> None:
-    assert not open_gridded(GRIB / name).data_vars  # skt alone: nothing canonical
+    # skt alone: nothing canonical, which is an error naming the field and the reason
+    with pytest.raises(GriddedFileError, match=r"skt@surface:0: no lexicon entry"):
+        open_gridded(GRIB / name)
     ds = open_gridded(GRIB / name, grib_lexicon=SKT_LEXICON)
     _assert_canonical(ds)
     msg = _message(GRIB / name, shortName="skt")
@@ -268,7 +270,13 @@ def test_weatherbench2_zarr(tmp_path: Path) -> None:
     store.to_zarr(path, consolidated=False)
     ds = open_gridded(path)
     _assert_canonical(ds)
-    assert set(ds.data_vars) == {"t2m", "msl", "z500", "t850"}
+    # every level of the pressure-level variables, not only the few a table once named
+    assert set(ds.data_vars) == {"t2m", "msl", "z500", "z850", "t500", "t850"}
+    # specific humidity without a level axis is not guessed at: it is listed with its reason
+    assert any(
+        line.startswith("specific_humidity: a pressure-level quantity with no level axis")
+        for line in skipped_fields(ds)
+    )
     assert list(ds["lat"].values) == [-10.0, 0.0, 10.0]
     assert list(ds["lon"].values) == [0.0, 20.0, 340.0]
     # second time, latitude -10 (row 2 in the store), longitude -20 (col 0) → value 9 + 6 = 15
@@ -277,6 +285,8 @@ def test_weatherbench2_zarr(tmp_path: Path) -> None:
     assert float(ds["msl"].sel(pick)) == pytest.approx((1000.0 + 15.0) * 100.0)
     assert float(ds["z500"].sel(pick)) == 50000.0 + 15.0
     assert float(ds["t850"].sel(pick)) == 280.0 + 15.0
+    assert float(ds["t500"].sel(pick)) == 250.0 + 15.0
+    assert float(ds["z850"].sel(pick)) == 14000.0 + 15.0
 
 
 def test_cds_style_netcdf_valid_time_levels_and_celsius(tmp_path: Path) -> None:
@@ -304,11 +314,12 @@ def test_cds_style_netcdf_valid_time_levels_and_celsius(tmp_path: Path) -> None:
     raw.to_netcdf(path)
     ds = open_gridded(path)
     _assert_canonical(ds)
-    assert set(ds.data_vars) == {"t2m", "z500"}
+    assert set(ds.data_vars) == {"t2m", "z500", "z850"}
     assert ds["time"].values[0] == vt[0]
     pick = {"time": vt[0], "lat": 50.0, "lon": 350.0}  # row 1, col 0 of the file → 3.0
     assert float(ds["t2m"].sel(pick)) == pytest.approx(3.0 + 273.15)
     assert float(ds["z500"].sel(pick)) == pytest.approx(300.0)
+    assert float(ds["z850"].sel(pick)) == pytest.approx(30.0)
 
 
 def test_forecast_store_single_lead_becomes_valid_time(tmp_path: Path) -> None:
