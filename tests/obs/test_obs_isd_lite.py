@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError, TextTally, text_chars
 from stratocast.obs.isd_history import load_isd_history
 from stratocast.obs.sources.isd_lite import IsdLiteSource
 from stratocast.obs.stations import Station, StationCatalogue
@@ -33,8 +33,20 @@ def history() -> StationCatalogue:
     return load_isd_history(HISTORY).catalogue
 
 
+def _read(
+    source: IsdLiteSource, path: Path, catalogue: StationCatalogue | None = None
+) -> list[Report | Rejection]:
+    """The file's records, checking its closing TextTally: every character is in a record."""
+    *records, tally = source.read(path, catalogue)
+    assert isinstance(tally, TextTally) and tally.chars_framing == 0
+    out = [r for r in records if isinstance(r, Report | Rejection)]
+    assert len(out) == len(records)
+    assert tally.chars_total == sum(text_chars(r.raw) for r in out)
+    return out
+
+
 def _by_id(path: Path, catalogue: StationCatalogue | None) -> dict[str, Record]:
-    return {r.report_id: r for r in IsdLiteSource().read(path, catalogue)}
+    return {r.report_id: r for r in _read(IsdLiteSource(), path, catalogue)}
 
 
 def _report(recs: dict[str, Record], rid: str) -> Report:
@@ -150,7 +162,7 @@ def test_hand_decoded_russian_lines(history: StationCatalogue) -> None:
 def test_every_file_accounts_for_every_line(path: Path, history: StationCatalogue) -> None:
     with gzip.open(path, "rt") as fh:
         n_lines = sum(1 for line in fh if line.strip())
-    recs = list(IsdLiteSource().read(path, history))
+    recs = list(_read(IsdLiteSource(), path, history))
     reports = [r for r in recs if isinstance(r, Report)]
     rejections = [r for r in recs if isinstance(r, Rejection)]
     assert n_lines == len(reports) + len(rejections) == len(recs)
@@ -163,7 +175,7 @@ def test_unknown_station_rejects_every_line(tmp_path: Path) -> None:
     path = ISD / "071690-99999-2017.gz"
     other = StationCatalogue([Station("999999-99999", 0.0, 0.0, math.nan)])
     for catalogue in (other, None):
-        recs = list(IsdLiteSource().read(path, catalogue))
+        recs = list(_read(IsdLiteSource(), path, catalogue))
         assert len(recs) == 8742
         assert all(isinstance(r, Rejection) and r.check == "unknown_station" for r in recs)
         first = recs[0]
@@ -173,7 +185,7 @@ def test_unknown_station_rejects_every_line(tmp_path: Path) -> None:
 
 @needs_data
 def test_station_list_option_locates_without_catalogue() -> None:
-    recs = list(IsdLiteSource(stations=HISTORY).read(ISD / "071810-99999-2017.gz"))
+    recs = list(_read(IsdLiteSource(stations=HISTORY), ISD / "071810-99999-2017.gz"))
     reports = [r for r in recs if isinstance(r, Report)]
     assert len(reports) == len(recs) == 8744
     # isd-history: OCHEY +48.583 +005.955 +0337.1
@@ -209,7 +221,7 @@ _GOOD = [
 )
 def test_malformed_line_is_one_rejection(tmp_path: Path, bad: str) -> None:
     path = _gz(tmp_path / "071690-99999-2017.gz", [_GOOD[0], bad, _GOOD[2]])
-    recs = list(IsdLiteSource().read(path, _HERE))
+    recs = list(_read(IsdLiteSource(), path, _HERE))
     assert [type(r) for r in recs] == [Report, Rejection, Report]
     rej = recs[1]
     assert isinstance(rej, Rejection)
@@ -231,7 +243,7 @@ def test_edge_cases_in_small_file(tmp_path: Path) -> None:
     ]
     recs = {
         r.report_id: r
-        for r in IsdLiteSource().read(_gz(tmp_path / "071690-99999-2017.gz", lines), _HERE)
+        for r in _read(IsdLiteSource(), _gz(tmp_path / "071690-99999-2017.gz", lines), _HERE)
     }
     assert len(recs) == 6 and "071690-99999-2017.gz:6" not in recs
     bad_time = recs["071690-99999-2017.gz:1"]
@@ -255,21 +267,21 @@ def test_truncated_gzip_is_a_file_error(tmp_path: Path) -> None:
     truncated = tmp_path / "071690-99999-2017.gz"
     truncated.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(SourceFileError, match=r"071690-99999-2017\.gz.*truncated"):
-        list(IsdLiteSource().read(truncated, _HERE))
+        list(_read(IsdLiteSource(), truncated, _HERE))
     corrupt = tmp_path / "071800-99999-2017.gz"
     corrupt.write_bytes(whole[:10] + bytes(64) + whole[74:])
     with pytest.raises(SourceFileError, match=r"071800-99999-2017\.gz"):
-        list(IsdLiteSource().read(corrupt, _HERE))
+        list(_read(IsdLiteSource(), corrupt, _HERE))
     not_gz = tmp_path / "071810-99999-2017.gz"
     not_gz.write_text(_GOOD[0])
     with pytest.raises(SourceFileError, match=r"071810-99999-2017\.gz.*not gzip"):
-        list(IsdLiteSource().read(not_gz, _HERE))
+        list(_read(IsdLiteSource(), not_gz, _HERE))
 
 
 def test_bad_file_name_is_a_file_error(tmp_path: Path) -> None:
     path = _gz(tmp_path / "robinson.gz", _GOOD)
     with pytest.raises(SourceFileError, match=r"robinson\.gz.*USAF-WBAN-YEAR"):
-        list(IsdLiteSource().read(path, _HERE))
+        list(_read(IsdLiteSource(), path, _HERE))
 
 
 @needs_data
@@ -328,3 +340,49 @@ def test_isd_history_tolerates_bad_rows(tmp_path: Path) -> None:
 def test_isd_history_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"nope\.csv"):
         load_isd_history(tmp_path / "nope.csv")
+
+
+@needs_data
+def test_text_identity_on_every_shared_file(history: StationCatalogue) -> None:
+    # _read checks it: every non-whitespace character of the text is in a record
+    n = 0
+    for path in sorted(ISD.glob("*.gz")):
+        n += sum(isinstance(r, Report) for r in _read(IsdLiteSource(), path, history))
+    assert n > 13 * 2000
+
+
+@needs_data
+def test_control_character_line_is_rejected_not_skipped(
+    tmp_path: Path, history: StationCatalogue
+) -> None:
+    real = gzip.decompress((ISD / "071690-99999-2017.gz").read_bytes()).decode("ascii")
+    lines = real.split("\n")
+    lines.insert(3, "\x1c")  # a file separator alone on a line: str.strip() calls it blank
+    path = _gz(tmp_path / "071690-99999-2017.gz", lines)
+    recs = {r.report_id: r for r in _read(IsdLiteSource(), path, history)}
+    bad = recs["071690-99999-2017.gz:4"]
+    assert isinstance(bad, Rejection) and bad.check == "malformed_line" and bad.raw == "\x1c"
+    assert sum(isinstance(r, Report) for r in recs.values()) > 2000
+
+
+@needs_data
+def test_one_line_raising_is_rejected_rest_lands(
+    history: StationCatalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stratocast.obs.sources.isd_lite as isd
+
+    real = isd.derive
+    calls = {"n": 0}
+
+    def derive(values: dict[str, float], elevation: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OverflowError("injected")
+        real(values, elevation=elevation)
+
+    monkeypatch.setattr(isd, "derive", derive)
+    recs = _read(IsdLiteSource(), ISD / "071690-99999-2017.gz", history)
+    failed = [r for r in recs if isinstance(r, Rejection) and r.check == "decode_error"]
+    assert len(failed) == 1 and "OverflowError: injected" in failed[0].reason
+    assert failed[0].report_id in failed[0].reason and failed[0].raw.startswith("2017 ")
+    assert sum(isinstance(r, Report) for r in recs) > 2000

@@ -13,8 +13,10 @@ Use it by subclassing in a test module and providing three fixtures::
 The checks: the source satisfies the protocol and has a canonical lexicon; every record is a
 Report or Rejection with the documented field types; times are timezone-aware UTC; values are
 finite SI numbers of canonical variables within their valid range (or flagged); report ids
-name the file; rejections carry a check, reason and raw text; ingesting the file balances the
-accounting and a second ingest adds nothing.
+name the file; rejections carry a check, reason and raw text; a text source (one that yields a
+TextTally) yields exactly one, last, and its identity holds (every non-whitespace character is
+in a record, the framing or an Unparsed run); ingesting the file balances the accounting
+(the text identity included) and a second ingest adds nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any
 
 import pytest
 
-from stratocast.obs.base import ObsSource, Record, Rejection, Report, TextTally, Unparsed
+from stratocast.obs.base import (
+    ObsSource,
+    Record,
+    Rejection,
+    Report,
+    TextTally,
+    Unparsed,
+    text_chars,
+)
 from stratocast.obs.registry import register_source
 from stratocast.obs.stations import StationCatalogue
 from stratocast.vocab.variables import VARIABLES
@@ -96,6 +106,26 @@ class SourceTests:
                 assert isinstance(r.raw, str)
                 assert r.time is None or r.time.tzinfo == UTC
 
+    def test_text_identity(self, records: list[Record], sample_file: Path) -> None:
+        tallies = [r for r in records if isinstance(r, TextTally)]
+        unparsed = [r for r in records if isinstance(r, Unparsed)]
+        if not tallies:  # a binary format: exempt, and it has no text to leave unparsed
+            assert not unparsed, "a source yielding Unparsed must close the file with a TextTally"
+            return
+        assert len(tallies) == 1 and records[-1] is tallies[0], "one TextTally, last"
+        tally = tallies[0]
+        assert Path(tally.path).name == sample_file.name, tally.path
+        assert 0 <= tally.chars_framing <= tally.chars_total
+        in_records = sum(text_chars(r.raw) for r in records if isinstance(r, Report | Rejection))
+        in_unparsed = sum(text_chars(u.text) for u in unparsed)
+        assert tally.chars_total == in_records + tally.chars_framing + in_unparsed, (
+            f"text identity: {tally.chars_total} != {in_records} in records + "
+            f"{tally.chars_framing} framing + {in_unparsed} unparsed"
+        )
+        for u in unparsed:
+            assert u.location.startswith(sample_file.name + ":"), u.location
+            assert text_chars(u.text) > 0, u
+
     def test_ingest_accounting_and_idempotence(
         self,
         source: ObsSource,
@@ -119,9 +149,21 @@ class SourceTests:
         stored = read_observations(store, sources=[name])
         quarantined = read_quarantine(store, sources=[name])
         assert len(stored) == a.values_stored
-        n_rejected = sum(isinstance(r, Rejection) for r in source.read(sample_file, catalogue))
-        # quarantine holds one row per quarantined value plus one per undecodable record
-        assert len(quarantined) == a.values_quarantined + n_rejected
+        records = list(source.read(sample_file, catalogue))
+        n_rejected = sum(isinstance(r, Rejection) for r in records)
+        n_unparsed = sum(isinstance(r, Unparsed) for r in records)
+        # quarantine: one row per quarantined value, per undecodable record, per unparsed run
+        assert len(quarantined) == a.values_quarantined + n_rejected + n_unparsed
+        assert a.unparsed_spans == n_unparsed
+        assert (quarantined["check"] == "unparsed_text").sum() == n_unparsed
+        tally = next((r for r in records if isinstance(r, TextTally)), None)
+        assert a.text_files == (tally is not None)
+        if tally is not None:
+            assert a.text_chars == tally.chars_total > 0
+            assert a.text_chars_framing == tally.chars_framing
+            assert a.text_chars == (
+                a.text_chars_in_records + a.text_chars_framing + a.text_chars_unparsed
+            )
         assert str(stored["time"].dt.tz) == "UTC"
         again = ingest(cfg, store, catalogue, progress=False)
         assert again.sources[name].files_skipped == 1

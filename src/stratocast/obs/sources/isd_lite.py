@@ -39,7 +39,15 @@ Station location comes from a catalogue: the one passed to :meth:`IsdLiteSource.
 ``stations`` isd-history list given at construction. A station found in neither gets every
 line rejected as ``unknown_station`` (nothing is silently dropped). A file that cannot be
 decompressed (truncated, corrupt) or whose name is not ``USAF-WBAN-YEAR[.gz]`` raises
-:class:`SourceFileError`.
+:class:`SourceFileError`; any exception while decoding one line becomes that line's Rejection
+(``decode_error``, with the exception text) and the other lines still decode.
+
+Text accounting: every non-blank line is one record whose ``raw`` is the line (trailing blanks
+cut), nothing is framing and nothing is left unparsed; each file ends with a
+:class:`~stratocast.obs.base.TextTally`, so the accounting checks that every non-whitespace
+character of the (decompressed) text is in a report or a rejection. Only the whitespace of
+that identity is taken as blank: a line holding only a control character is a rejected line,
+not a silently skipped one.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError, TextTally, text_chars
 from stratocast.obs.harmonise import derive
 from stratocast.obs.isd_history import cached_isd_catalogue
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
@@ -64,6 +72,7 @@ from stratocast.vocab.units import Affine, to_canonical
 from stratocast.vocab.variables import VARIABLES
 
 MISSING = -9999
+_BLANKS = " \t\r\n\x0b\x0c"  # the whitespace of the text identity (base.text_chars)
 N_FIELDS = 12
 _NAME = re.compile(r"(?P<usaf>[0-9A-Z]{6})-(?P<wban>\d{5})-(?P<year>\d{4})(?:\.gz)?")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -219,54 +228,72 @@ class IsdLiteSource:
         station = self._locate(station_id, catalogue)
         name = path.name
 
-        # (line number, text) of non-blank lines: a blank line carries no record
-        lines = [(i, ln.rstrip()) for i, ln in enumerate(text.split("\n"), start=1)]
+        # (line number, text) of non-blank lines: a blank line carries no record. Only the
+        # whitespace of the text identity is stripped, so no other character can vanish.
+        lines = [(i, ln.rstrip(_BLANKS)) for i, ln in enumerate(text.split("\n"), start=1)]
         lines = [x for x in lines if x[1]]
         ints, ok = self._decode(lines)
         rows = self._values(ints)
         times = ints[:, :4].tolist()
         for g, (lineno, raw) in enumerate(lines):
-            where = f"{name}:{lineno}"
-            if not ok[g]:
-                yield Rejection(
-                    where,
-                    "malformed_line",
-                    f"{where}: not {N_FIELDS} integer fields in the ISD-Lite fixed-width columns"
-                    f" (line of {len(raw)} characters, standard {LINE_WIDTH})",
-                    raw,
-                    station_id,
-                )
-                continue
-            ymdh, row = times[g], rows[g]
             try:
-                t = datetime(ymdh[0], ymdh[1], ymdh[2], ymdh[3], tzinfo=UTC)
-            except ValueError as err:
-                reason = f"{where}: invalid date/hour {ymdh}: {err}"
-                yield Rejection(where, "bad_time", reason, raw, station_id)
-                continue
-            if station is None:
-                yield Rejection(
-                    where,
-                    "unknown_station",
-                    f"station {station_id} is not in the station catalogue (isd-history)",
-                    raw,
-                    station_id,
-                    t,
-                )
-                continue
-            # NaN (missing) is the only value unequal to itself
-            values = {var: v for var, v in zip(_VARS, row, strict=True) if v == v}
-            if not values:
-                yield Rejection(
-                    where, "no_data", "every decoded field is missing (-9999)", raw, station_id, t
-                )
-                continue
-            derive(values, elevation=station.elevation)
-            flags = _NO_FLAGS
-            if values.get("rh2m", 0.0) > _RH_MAX:
-                flags = {"rh2m": _supersaturated(values)}
-            lat, lon, elevation = station.lat, station.lon, station.elevation
-            yield Report(where, station_id, lat, lon, elevation, t, values, raw, flags)
+                yield self._record(name, lineno, raw, ok[g], times[g], rows[g], station_id, station)
+            except Exception as err:  # one line's surprise must not sink the station-year
+                where = f"{name}:{lineno}"
+                why = f"{where}: decoding failed: {type(err).__name__}: {err}"
+                yield Rejection(where, "decode_error", why, raw, station_id)
+        # every line is one record and nothing is framing: the identity is per line
+        yield TextTally(str(path), text_chars(text), 0)
+
+    @staticmethod
+    def _record(
+        name: str,
+        lineno: int,
+        raw: str,
+        ok: bool,
+        ymdh: list[int],
+        row: list[float],
+        station_id: str,
+        station: Station | None,
+    ) -> Report | Rejection:
+        """One line's Report, or its Rejection."""
+        where = f"{name}:{lineno}"
+        if not ok:
+            return Rejection(
+                where,
+                "malformed_line",
+                f"{where}: not {N_FIELDS} integer fields in the ISD-Lite fixed-width columns"
+                f" (line of {len(raw)} characters, standard {LINE_WIDTH})",
+                raw,
+                station_id,
+            )
+        try:
+            t = datetime(ymdh[0], ymdh[1], ymdh[2], ymdh[3], tzinfo=UTC)
+        except ValueError as err:
+            reason = f"{where}: invalid date/hour {ymdh}: {err}"
+            return Rejection(where, "bad_time", reason, raw, station_id)
+        if station is None:
+            return Rejection(
+                where,
+                "unknown_station",
+                f"station {station_id} is not in the station catalogue (isd-history)",
+                raw,
+                station_id,
+                t,
+            )
+        # NaN (missing) is the only value unequal to itself
+        values = {var: v for var, v in zip(_VARS, row, strict=True) if v == v}
+        if not values:
+            return Rejection(
+                where, "no_data", "every decoded field is missing (-9999)", raw, station_id, t
+            )
+        derive(values, elevation=station.elevation)
+        flags = _NO_FLAGS
+        if values.get("rh2m", 0.0) > _RH_MAX:
+            flags = {"rh2m": _supersaturated(values)}
+        return Report(
+            where, station_id, station.lat, station.lon, station.elevation, t, values, raw, flags
+        )
 
     @staticmethod
     def _decode(lines: list[tuple[int, str]]) -> tuple[NDArray[np.int64], list[bool]]:
