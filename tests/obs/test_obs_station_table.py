@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from stratocast.config import ConfigError, parse_config
-from stratocast.obs.base import ObsSource, Rejection, Report
+from stratocast.obs.base import ObsSource, Rejection, Report, TextTally, text_chars
 from stratocast.obs.ingest import IngestConfig, ingest
 from stratocast.obs.isd_history import load_isd_history
 from stratocast.obs.registry import get_source
@@ -133,9 +133,11 @@ def iem_csv(
 def _decode(
     source: ObsSource, path: Path, catalogue: StationCatalogue | None = None
 ) -> list[Report | Rejection]:
-    """Every record, checked to be a Report or a Rejection (a table is no text accounting)."""
+    """Every Report and Rejection (checked to be all there is, but for a TextTally)."""
     out: list[Report | Rejection] = []
     for r in source.read(path, catalogue):
+        if isinstance(r, TextTally):  # text readers' accounting record (ISD-Lite, CSV)
+            continue
         assert isinstance(r, Report | Rejection), r
         out.append(r)
     return out
@@ -217,6 +219,18 @@ def test_every_row_is_a_report_or_a_rejection(
     r = _reports(records)[f"{path.name}:{97 + 1}"]
     s = history.get("071690-99999")
     assert s is not None and (r.lat, r.lon, r.elevation) == (s.lat, s.lon, s.elevation)
+
+
+@needs_data
+def test_csv_text_identity(iem_csv: tuple[Path, dict[str, str]], history: StationCatalogue) -> None:
+    """Every non-blank character of the CSV is in a record's raw text or in the header."""
+    path, _ = iem_csv
+    *records, tally = list(TableSource(**IEM_OPTIONS).read(path, history))
+    assert isinstance(tally, TextTally) and tally.path == str(path)
+    assert not any(isinstance(r, TextTally) for r in records)
+    in_records = sum(text_chars(r.raw) for r in records if isinstance(r, Report | Rejection))
+    assert tally.chars_framing == text_chars(HEADER)
+    assert tally.chars_total == text_chars(path.read_text()) == in_records + tally.chars_framing
 
 
 @needs_data

@@ -66,6 +66,12 @@ def _table(**options: Any) -> ObsSource:
     return TableSource(**options)
 
 
+def _cf_dsg(**options: Any) -> ObsSource:
+    from stratocast.obs.sources.cf_dsg import CfDsgSource
+
+    return CfDsgSource(**options)
+
+
 _BUILTIN: dict[str, SourceFactory] = {
     "metar": _metar,
     "synop_bufr": _synop_bufr,
@@ -75,6 +81,7 @@ _BUILTIN: dict[str, SourceFactory] = {
     "temp_bufr": _temp_bufr,
     "aircraft_bufr": _aircraft_bufr,
     "table": _table,
+    "cf_dsg": _cf_dsg,
 }
 
 

@@ -42,7 +42,9 @@ the physical line, header = line 1; Parquet: ``file:row`` counting data rows fro
   catalogue (the one passed to ``read``, else the ``stations`` file option);
 * ``no_data``: every mapped cell missing.
 
-Blank lines carry no row. A file whose header lacks a configured column, or that is not CSV
+Blank lines carry no row. A CSV file ends with its :class:`TextTally` (the text accounting:
+every character is in a row's raw text or in the header line, the framing); Parquet is binary
+and has none. A file whose header lacks a configured column, or that is not CSV
 or Parquet at all, raises :class:`SourceFileError`. Values outside the valid ranges are kept
 (QC quarantines them). Derived variables (u10/v10, rh2m, q2m, msl from sp) come from
 :func:`stratocast.obs.harmonise.derive`, but a variable the table reports itself is kept as
@@ -62,7 +64,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stratocast.errors import StratocastError
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError, TextTally, text_chars
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry
 from stratocast.obs.stations import Station, StationCatalogue
@@ -82,13 +84,19 @@ class TableOptionError(StratocastError, ValueError):
 def finish_values(
     values: dict[str, float], elevation: float
 ) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
-    """Add derived variables to reported ``values`` (reported ones win) and the decode flags."""
-    derived = derive(dict(values), elevation=None if math.isnan(elevation) else elevation)
+    """Add derived variables to reported ``values`` and return them with the decode flags.
+
+    A reported variable is kept as reported (never replaced by its derivation), and a flag
+    that :func:`derive` gives a *derived* value does not land on a reported one of that name.
+    """
+    reported = set(values)
+    flags: dict[str, tuple[str, str]] = {}
+    derived = derive(dict(values), flags, elevation=None if math.isnan(elevation) else elevation)
     for name, v in derived.items():
         values.setdefault(name, v)
-    flags: dict[str, tuple[str, str]] = {}
+    flags = {k: f for k, f in flags.items() if not (k in reported and f[0] == "derived")}
     rh = values.get("rh2m")
-    if rh is not None and rh > _RH_MAX and "t2m" in values and "d2m" in values:
+    if "rh2m" not in reported and rh is not None and rh > _RH_MAX:
         flags["rh2m"] = (
             "supersaturated",
             f"dewpoint {values['d2m']:.2f} K above temperature {values['t2m']:.2f} K gives "
@@ -160,6 +168,9 @@ def unit_converter(option: str, unit: object, variable: str) -> Affine:
 
 
 # --- the table source ----------------------------------------------------------------------
+
+
+_Row = tuple[str, list[str] | None, str | TextTally]
 
 
 class _Column:
@@ -267,8 +278,9 @@ class TableSource:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _rows(self, path: Path) -> tuple[list[str], Iterator[tuple[str, list[str] | None, str]]]:
-        """(header, iterator of (location, cells or None if malformed, raw text))."""
+    def _rows(self, path: Path) -> tuple[list[str], Iterator[_Row]]:
+        """(header, iterator of (location, cells or None if malformed, raw text)); a CSV's
+        iterator ends with its TextTally in place of the raw text."""
         fmt = self.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
         if fmt == "parquet":
             return self._parquet_rows(path)
@@ -276,29 +288,31 @@ class TableSource:
             text = path.read_bytes().decode("utf-8-sig", "replace")
         except OSError as err:
             raise SourceFileError(f"cannot read {path}: {err.strerror or err}") from None
-        lines = text.splitlines()
-        header_at = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+        # split on newlines only: str.splitlines also breaks at \x1c, \x85 ... and would lose
+        # those characters from every row's raw text
+        lines = [ln.removesuffix("\r") for ln in text.split("\n")]
+        header_at = next((i for i, ln in enumerate(lines) if text_chars(ln)), None)
         if header_at is None:
             raise SourceFileError(f"{path}: empty file, no header row")
         header = [h.strip() for h in next(csv.reader([lines[header_at]], delimiter=self.delimiter))]
         name = path.name
 
-        def rows() -> Iterator[tuple[str, list[str] | None, str]]:
+        def rows() -> Iterator[_Row]:
             for i in range(header_at + 1, len(lines)):
                 raw = lines[i]
-                if not raw.strip():
+                if not text_chars(raw):
                     continue
                 try:
                     cells = next(csv.reader(io.StringIO(raw), delimiter=self.delimiter))
-                except csv.Error:
+                except (csv.Error, StopIteration):
                     cells = []
                 yield f"{name}:{i + 1}", cells if len(cells) == len(header) else None, raw
+            # the text identity: every character is in a row's raw text or the header line
+            yield "", None, TextTally(str(path), text_chars(text), text_chars(lines[header_at]))
 
         return header, rows()
 
-    def _parquet_rows(
-        self, path: Path
-    ) -> tuple[list[str], Iterator[tuple[str, list[str] | None, str]]]:
+    def _parquet_rows(self, path: Path) -> tuple[list[str], Iterator[_Row]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -314,7 +328,7 @@ class TableSource:
         ]
         name = path.name
 
-        def rows() -> Iterator[tuple[str, list[str] | None, str]]:
+        def rows() -> Iterator[_Row]:
             for r in range(table.num_rows):
                 cells = [c[r] for c in cols]
                 raw = " ".join(f"{h}={v}" for h, v in zip(header, cells, strict=True))
@@ -363,6 +377,9 @@ class TableSource:
         i_el = None if self.elevation is None else index[self.elevation]
 
         for where, cells, raw in rows:
+            if isinstance(raw, TextTally):
+                yield raw
+                continue
             if cells is None:
                 yield Rejection(
                     where,

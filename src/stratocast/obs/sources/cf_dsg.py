@@ -1,0 +1,576 @@
+"""CF discrete-sampling-geometry NetCDF station data: featureType ``timeSeries`` and ``point``.
+
+Registry name ``cf_dsg``. Layouts (CF conventions, chapter 9 and appendix H):
+
+* timeSeries, orthogonal multidimensional: data ``(station, time)`` with a 1-D ``time``
+  (WeatherReal's ``station × time``; also without a featureType attribute when the file has
+  a ``station`` dimension);
+* timeSeries, incomplete multidimensional: data and ``time`` both ``(station, obs)``;
+* timeSeries, contiguous ragged: a ``row_size`` variable (attribute ``sample_dimension``)
+  counts each station's observations, stored one station after another along ``obs``;
+* timeSeries, indexed ragged: a ``stationIndex`` variable (attribute ``instance_dimension``)
+  gives each observation's station;
+* timeSeries of one station: scalar station variables, data along ``time``;
+* point: everything along one ``obs`` dimension (MADIS ``recNum`` files, also without a
+  featureType attribute).
+
+Variables are found by CF ``standard_name`` (:data:`STANDARD_NAMES`: ``air_temperature`` ->
+t2m, ``wind_from_direction`` -> wd10, ``air_pressure_at_mean_sea_level`` -> msl, ...); a
+variable without one is matched by its MADIS or WeatherReal name (``temperature``,
+``seaLevelPress``; ``t``, ``msl``, ...), and the ``variables`` option maps any other
+(``{tair: {variable: t2m, units: degC}}``, units optional). Values are converted to SI with
+Pint from each variable's ``units`` attribute (UDUNITS spellings such as ``degrees_Celsius``
+are translated). ``_FillValue``, ``missing_value`` and ``scale_factor``/``add_offset`` are
+applied (xarray's CF decoding); time is decoded from its CF units to UTC.
+
+The station id is the ``cf_role: timeseries_id`` variable (else ``station_variable``, else a
+``station``/``station_id``/``stationName``/``stationId`` variable or the ``station`` dimension's
+coordinate; a point file without any gets ids ``lat,lon``); positions are the latitude,
+longitude and altitude variables (by standard_name, units or usual names), else the station
+catalogue.
+
+Accounting: one observation element (a station at a time) is one record, id
+``file:station=i,time=j`` (multidimensional) or ``file:obs=k`` (ragged, point). Every element
+becomes a Report or a Rejection (``bad_time``, ``unknown_station``, ``bad_position``,
+``no_data``), except the padding of the multidimensional layouts (elements with no value
+and, incomplete layout, no time), which CF defines as absent data, not records. A data
+variable that cannot be decoded (units Pint does not know or the wrong dimension, a
+non-instantaneous ``cell_methods``, a second variable for the same target, dimensions not of
+the layout) is one Rejection ``file:<variable>`` saying why its values are not stored, and
+the other variables still land. A file that is not NetCDF, has no time variable, or whose
+layout cannot be told raises :class:`SourceFileError`.
+
+Derived variables come from :func:`stratocast.obs.harmonise.derive`; reported ones are kept.
+``valid_min``/``valid_max``/``valid_range`` are not applied: out-of-range values reach QC,
+which quarantines them with a reason instead of losing them as missing.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.lexicon import LexiconEntry
+from stratocast.obs.sources.station_table import (
+    TableOptionError,
+    east,
+    finish_values,
+    load_stations,
+    lookup,
+    position_problem,
+)
+from stratocast.obs.stations import StationCatalogue
+from stratocast.vocab.units import Affine, UnitConversionError, converter
+from stratocast.vocab.variables import VARIABLES
+
+# CF standard name -> canonical surface variable (a station reports at screen / 10 m height)
+STANDARD_NAMES: dict[str, str] = {
+    "air_temperature": "t2m",
+    "dew_point_temperature": "d2m",
+    "relative_humidity": "rh2m",
+    "specific_humidity": "q2m",
+    "wind_speed": "ws10",
+    "wind_from_direction": "wd10",
+    "eastward_wind": "u10",
+    "northward_wind": "v10",
+    "air_pressure_at_mean_sea_level": "msl",
+    "air_pressure_at_sea_level": "msl",  # the name before CF standard-name table v23
+    "surface_air_pressure": "sp",
+    "altimeter_setting": "qnh",  # not a CF name; the canonical vocabulary's, for round trips
+}
+# variables without a standard_name: MADIS names, and WeatherReal's with its fixed units
+# (WeatherReal files may carry no units attribute; MADIS files always do)
+MADIS_NAMES: dict[str, str] = {
+    "temperature": "t2m",
+    "dewpoint": "d2m",
+    "relHumidity": "rh2m",
+    "windSpeed": "ws10",
+    "windDir": "wd10",
+    "seaLevelPress": "msl",
+    "stationPressure": "sp",
+    "altimeter": "qnh",
+}
+WEATHERREAL_NAMES: dict[str, tuple[str, str]] = {
+    "t": ("t2m", "degC"),
+    "td": ("d2m", "degC"),
+    "sp": ("sp", "hPa"),
+    "msl": ("msl", "hPa"),
+    "ws": ("ws10", "m s-1"),
+    "wd": ("wd10", "degree"),
+}
+# UDUNITS spellings Pint does not know
+UNIT_ALIASES: dict[str, str] = {
+    "degrees_Celsius": "degC",
+    "degree_C": "degC",
+    "degrees_C": "degC",
+    "deg_C": "degC",
+    "Celsius": "degC",
+    "degrees_Fahrenheit": "degF",
+    "degree_F": "degF",
+    "degree_true": "degree",
+    "degrees_true": "degree",
+    "degrees_north": "degree",
+    "degree_north": "degree",
+    "degree_N": "degree",
+    "degrees_N": "degree",
+    "degrees_east": "degree",
+    "degree_east": "degree",
+    "degree_E": "degree",
+    "degrees_E": "degree",
+    "mb": "mbar",
+    "meters": "m",
+}
+_LAT = ({"latitude"}, ("lat", "latitude", "Latitude", "LAT", "stationLatitude"))
+_LON = ({"longitude"}, ("lon", "longitude", "Longitude", "LON", "stationLongitude"))
+_ALT = (
+    {"altitude", "surface_altitude", "height_above_mean_sea_level", "station_elevation"},
+    ("alt", "altitude", "elevation", "elev", "stationElevation", "height"),
+)
+_ID_NAMES = ("station_id", "stationId", "station", "stationName", "station_name", "platform_id")
+_TIME_NAMES = ("time", "valid_time", "timeObs", "obs_time", "observationTime")
+_INSTANT = ("time: point",)
+
+LEXICON: dict[str, LexiconEntry] = {
+    std: LexiconEntry(std, VARIABLES[var].units, var) for std, var in STANDARD_NAMES.items()
+}
+
+
+def cf_unit(unit: str) -> str:
+    """A UDUNITS unit string in the spelling Pint understands."""
+    unit = unit.strip()
+    return UNIT_ALIASES.get(unit, unit)
+
+
+def _strings(arr: NDArray[Any]) -> NDArray[np.str_]:
+    """Station ids as text: bytes decoded, char arrays joined, numbers written as integers."""
+    if arr.dtype.kind == "S" and arr.dtype.itemsize == 1 and arr.ndim >= 1 and arr.shape[-1] > 1:
+        arr = arr.view(f"S{arr.shape[-1]}")[..., 0]
+    if arr.dtype.kind == "S":
+        out = np.char.decode(arr, "utf-8", "replace")
+    elif arr.dtype.kind == "f":
+        out = np.array(["" if not math.isfinite(v) else f"{v:.0f}" for v in arr.ravel()])
+        out = out.reshape(arr.shape)
+    else:
+        out = arr.astype(str)
+    return np.char.strip(np.char.strip(out.astype(str), "\x00"))
+
+
+@dataclass
+class _Layout:
+    """How observation elements are laid out, and how to flatten any variable onto them."""
+
+    kind: str  # orthogonal | incomplete | ragged | point | single
+    n: int  # elements
+    inst_dim: str | None
+    obs_dim: str  # the time dimension (orthogonal) or the observation dimension
+    inst: NDArray[np.intp] | None  # instance of each element (ragged), else None
+    shape: tuple[int, ...]  # element array shape before flattening
+
+    def flat(self, dims: tuple[str, ...], arr: NDArray[Any]) -> NDArray[Any] | None:
+        """``arr`` (with dimensions ``dims``) as one value per element; None if not aligned."""
+        if self.kind in ("ragged", "point", "single"):
+            if dims == (self.obs_dim,):
+                return arr
+            if dims == ():
+                return np.broadcast_to(arr, (self.n,))
+            if self.inst is not None and dims == (self.inst_dim,):
+                return arr[self.inst]
+            return None
+        if self.kind == "incomplete" and dims == (self.obs_dim,):
+            return None  # an obs-only variable is not meaningful here
+        order = (self.inst_dim, self.obs_dim)
+        if set(dims) - set(order) or len(dims) != len(set(dims)):
+            return None
+        keep = [d for d in order if d in dims]
+        arr = np.moveaxis(arr, [dims.index(d) for d in keep], range(len(keep)))
+        if dims == (self.obs_dim,):
+            arr = arr[None, :]
+        elif dims == (self.inst_dim,):
+            arr = arr[:, None]
+        return np.broadcast_to(arr, self.shape).reshape(-1)
+
+    def where(self, k: int) -> str:
+        if self.kind in ("orthogonal", "incomplete"):
+            i, j = divmod(k, self.shape[1])
+            return f"{self.inst_dim}={i},{self.obs_dim}={j}"
+        return f"{self.obs_dim}={k}"
+
+
+@dataclass
+class _Var:
+    name: str
+    variable: str
+    convert: Affine
+    native: NDArray[np.float64]  # per element, NaN where missing
+
+
+class CfDsgSource:
+    """Source ``cf_dsg``: CF discrete-sampling-geometry station NetCDF (timeSeries, point)."""
+
+    name = "cf_dsg"
+    lexicon = LEXICON
+
+    def __init__(
+        self,
+        variables: Mapping[str, Mapping[str, Any]] | None = None,
+        station_variable: str | None = None,
+        stations: str | None = None,
+    ) -> None:
+        """``variables``: NetCDF variable -> ``{variable: <canonical>, units: <unit>}`` for
+        variables the automatic matching misses (units default to the ``units`` attribute);
+        ``station_variable``: the variable holding station ids; ``stations``: a station file
+        (isd-history or stations.csv) placing stations the file and catalogue do not."""
+        self.explicit: dict[str, tuple[str, str | None]] = {}
+        for name, spec in (variables or {}).items():
+            where = f"options.variables.{name}"
+            if not isinstance(spec, Mapping) or set(spec) - {"variable", "units"}:
+                raise TableOptionError(f"{where}: expected {{variable: ..., units: ...}}")
+            var, unit = spec.get("variable"), spec.get("units")
+            if not isinstance(var, str) or var not in VARIABLES:
+                raise TableOptionError(f"{where}.variable: {var!r} is not a canonical variable")
+            if unit is not None:
+                try:
+                    converter(cf_unit(str(unit)), VARIABLES[var].units)
+                except UnitConversionError as err:
+                    raise TableOptionError(f"{where}.units: {err}") from None
+            self.explicit[str(name)] = (var, None if unit is None else str(unit))
+        self.station_variable = station_variable
+        self.stations = stations
+
+    def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
+        import xarray as xr
+
+        path = Path(path)
+        if not path.is_file():
+            raise SourceFileError(f"cannot read {path}: file not found")
+        try:
+            with warnings.catch_warnings():
+                # MADIS declares both _FillValue and missing_value: both are missing, as meant
+                warnings.filterwarnings("ignore", ".*multiple fill values", xr.SerializationWarning)
+                ds = xr.open_dataset(path, mask_and_scale=True, decode_times=True)
+        except (OSError, ValueError, TypeError) as err:
+            raise SourceFileError(f"{path}: cannot open as CF NetCDF: {err}") from None
+        with ds:
+            yield from self._read(path, ds, catalogue)
+
+    def _read(self, path: Path, ds: Any, catalogue: StationCatalogue | None) -> Iterator[Record]:
+        name = path.name
+        feature = str(ds.attrs.get("featureType", "")).strip().lower()
+        if feature not in ("", "timeseries", "point"):
+            raise SourceFileError(
+                f"{path}: featureType {ds.attrs['featureType']!r}; cf_dsg reads timeSeries and "
+                "point station data"
+            )
+        time_name = self._time_variable(path, ds)
+        time_da = ds[time_name]
+        if time_da.dtype.kind != "M":
+            raise SourceFileError(
+                f"{path}: time variable {time_name!r} did not decode as CF time "
+                f"(units {time_da.attrs.get('units', time_da.encoding.get('units'))!r})"
+            )
+        id_name = self._id_variable(ds, feature)
+        layout = self._layout(path, ds, feature, time_name, id_name)
+        used = {time_name, *([id_name] if id_name else [])}
+
+        times = layout.flat(time_da.dims, time_da.values)
+        if times is None:
+            raise SourceFileError(f"{path}: time {time_name!r} has dimensions {time_da.dims}")
+        coords = {}
+        for key, spec in (("lat", _LAT), ("lon", _LON), ("alt", _ALT)):
+            coords[key] = self._coordinate(path, ds, layout, spec, key, used)
+        if id_name is not None:
+            id_da = ds[id_name]
+            dims = id_da.dims[:-1] if id_da.dtype.kind == "S" and id_da.ndim == 2 else id_da.dims
+            ids = layout.flat(tuple(dims), _strings(id_da.values))
+            if ids is None:
+                raise SourceFileError(f"{path}: station id {id_name!r} has dimensions {id_da.dims}")
+        else:
+            ids = None
+        for aux in ds.variables:  # layout bookkeeping, not data
+            a = ds[aux].attrs
+            if "sample_dimension" in a or "instance_dimension" in a:
+                used.add(str(aux))
+
+        kept, problems = self._data_variables(ds, layout, used)
+        for var_name, check, reason in problems:
+            where = f"{name}:{var_name}"
+            attrs = ds[var_name].attrs
+            raw = " ".join(
+                f"{k}={attrs[k]}" for k in ("standard_name", "units", "cell_methods") if k in attrs
+            )
+            yield Rejection(where, check, f"{where}: {reason}", f"{var_name}: {raw}".strip())
+        yield from self._elements(name, layout, times, ids, coords, kept, catalogue)
+
+    # -- discovery --------------------------------------------------------------------------
+
+    @staticmethod
+    def _time_variable(path: Path, ds: Any) -> str:
+        for v in ds.variables:
+            a = ds[v].attrs
+            if a.get("standard_name") == "time" or a.get("axis") == "T":
+                return str(v)
+        for v in _TIME_NAMES:
+            if v in ds.variables:
+                return v
+        raise SourceFileError(
+            f"{path}: no time variable (standard_name 'time', axis 'T', or one of {_TIME_NAMES})"
+        )
+
+    def _id_variable(self, ds: Any, feature: str) -> str | None:
+        if self.station_variable is not None:
+            if self.station_variable not in ds.variables:
+                raise TableOptionError(
+                    f"options.station_variable: {self.station_variable!r} is not in the file"
+                )
+            return self.station_variable
+        for v in ds.variables:
+            if ds[v].attrs.get("cf_role") == "timeseries_id":
+                return str(v)
+        for v in _ID_NAMES:
+            if v in ds.variables:
+                return v
+        return None
+
+    @staticmethod
+    def _layout(path: Path, ds: Any, feature: str, time_name: str, id_name: str | None) -> _Layout:
+        time_dims = ds[time_name].dims
+        for v in ds.variables:
+            a = ds[v].attrs
+            if "sample_dimension" in a:  # contiguous ragged: row sizes per instance
+                obs_dim, inst_dim = str(a["sample_dimension"]), ds[v].dims[0]
+                sizes = np.asarray(ds[v].values)
+                if not np.all(np.isfinite(sizes)) or (sizes < 0).any():
+                    raise SourceFileError(f"{path}: {v} (row_size) has missing or negative counts")
+                counts = sizes.astype(np.intp)
+                n = ds.sizes[obs_dim]
+                if counts.sum() != n:
+                    raise SourceFileError(
+                        f"{path}: {v} row sizes sum to {counts.sum()}, dimension {obs_dim!r} "
+                        f"has {n}"
+                    )
+                inst = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
+                return _Layout("ragged", n, inst_dim, obs_dim, inst, (n,))
+            if "instance_dimension" in a:  # indexed ragged: instance index per observation
+                inst_dim, obs_dim = str(a["instance_dimension"]), ds[v].dims[0]
+                idx = np.asarray(ds[v].values, dtype=np.float64)
+                n_inst = ds.sizes[inst_dim]
+                bad = ~np.isfinite(idx) | (idx < 0) | (idx >= n_inst)
+                if bad.any():
+                    k = int(np.flatnonzero(bad)[0])
+                    raise SourceFileError(
+                        f"{path}: {v}[{k}] = {idx[k]} is not an index into {inst_dim!r} "
+                        f"(0..{n_inst - 1}); {int(bad.sum())} such"
+                    )
+                n = len(idx)
+                return _Layout("ragged", n, inst_dim, obs_dim, idx.astype(np.intp), (n,))
+        if len(time_dims) == 2:
+            inst_dim, obs_dim = time_dims
+            shape = (ds.sizes[inst_dim], ds.sizes[obs_dim])
+            return _Layout("incomplete", shape[0] * shape[1], inst_dim, obs_dim, None, shape)
+        if len(time_dims) != 1:
+            raise SourceFileError(f"{path}: time {time_name!r} has dimensions {time_dims}")
+        (tdim,) = time_dims
+        inst_dim = None
+        if id_name is not None:
+            id_da = ds[id_name]
+            dims = id_da.dims[:-1] if id_da.dtype.kind == "S" and id_da.ndim == 2 else id_da.dims
+            inst_dim = dims[0] if len(dims) == 1 and dims[0] != tdim else None
+        elif "station" in ds.dims and tdim != "station":
+            inst_dim = "station"
+        if inst_dim is not None:
+            shape = (ds.sizes[inst_dim], ds.sizes[tdim])
+            return _Layout("orthogonal", shape[0] * shape[1], inst_dim, tdim, None, shape)
+        n = ds.sizes[tdim]
+        kind = "point" if feature == "point" or id_name is None else "single"
+        if feature == "timeseries" and id_name is None:
+            raise SourceFileError(f"{path}: timeSeries without a cf_role timeseries_id variable")
+        return _Layout(kind, n, None, tdim, None, (n,))
+
+    @staticmethod
+    def _coordinate(
+        path: Path,
+        ds: Any,
+        layout: _Layout,
+        spec: tuple[set[str], tuple[str, ...]],
+        key: str,
+        used: set[str],
+    ) -> NDArray[np.float64] | None:
+        """Per element latitude/longitude (degrees) or altitude (m); None when absent."""
+        std, names = spec
+        found = next((v for v in ds.variables if ds[v].attrs.get("standard_name") in std), None)
+        if found is None:
+            found = next((v for v in names if v in ds.variables), None)
+        if found is None:
+            return None
+        da = ds[found]
+        used.add(str(found))
+        unit = cf_unit(str(da.attrs.get("units", "degree" if key != "alt" else "m")))
+        try:
+            conv = converter(unit, "m" if key == "alt" else "degree")
+        except UnitConversionError as err:
+            raise SourceFileError(f"{path}: {key} variable {found!r}: {err}") from None
+        arr = layout.flat(da.dims, np.asarray(da.values, dtype=np.float64))
+        if arr is None:
+            raise SourceFileError(f"{path}: {key} variable {found!r} has dimensions {da.dims}")
+        return np.asarray(conv(arr), dtype=np.float64)
+
+    def _target(self, name: str, attrs: Mapping[str, Any]) -> tuple[str, str | None] | None:
+        """(canonical variable, unit or None for the attribute) a variable maps to, if any."""
+        if name in self.explicit:
+            return self.explicit[name]
+        std = attrs.get("standard_name")
+        if isinstance(std, str):
+            var = STANDARD_NAMES.get(std.strip())
+            return None if var is None else (var, None)
+        if name in MADIS_NAMES:
+            return MADIS_NAMES[name], None
+        if name in WEATHERREAL_NAMES:
+            var, unit = WEATHERREAL_NAMES[name]
+            return var, str(attrs.get("units", unit))
+        return None
+
+    def _data_variables(
+        self, ds: Any, layout: _Layout, used: set[str]
+    ) -> tuple[list[_Var], list[tuple[str, str, str]]]:
+        kept: list[_Var] = []
+        problems: list[tuple[str, str, str]] = []
+        by_target: dict[str, str] = {}
+        for v in ds.variables:
+            name = str(v)
+            if name in used:
+                continue
+            da = ds[name]
+            target = self._target(name, da.attrs)
+            if target is None:
+                continue
+            var, unit = target
+            methods = str(da.attrs.get("cell_methods", "")).strip()
+            if methods and methods not in _INSTANT:
+                problems.append(
+                    (name, "skipped_variable", f"cell_methods {methods!r}: not an instant {var}")
+                )
+                continue
+            if var in by_target:
+                problems.append(
+                    (
+                        name,
+                        "duplicate_variable",
+                        f"{var} is already read from {by_target[var]!r}; choose with the "
+                        "'variables' option",
+                    )
+                )
+                continue
+            if da.dtype.kind not in "fiu":
+                problems.append((name, "skipped_variable", f"not numeric (dtype {da.dtype})"))
+                continue
+            declared = unit if unit is not None else da.attrs.get("units")
+            if declared is None:
+                problems.append((name, "unknown_units", f"no units attribute for {var}"))
+                continue
+            try:
+                conv = converter(cf_unit(str(declared)), VARIABLES[var].units)
+            except UnitConversionError as err:
+                problems.append((name, "unknown_units", f"units {declared!r} for {var}: {err}"))
+                continue
+            arr = layout.flat(da.dims, np.asarray(da.values, dtype=np.float64))
+            if arr is None:
+                problems.append(
+                    (name, "skipped_variable", f"dimensions {da.dims} are not the layout's")
+                )
+                continue
+            by_target[var] = name
+            native = np.where(np.isfinite(arr), arr, np.nan)
+            kept.append(_Var(name, var, conv, native))
+        return kept, problems
+
+    # -- elements ---------------------------------------------------------------------------
+
+    def _elements(
+        self,
+        name: str,
+        layout: _Layout,
+        times: NDArray[Any],
+        ids: NDArray[np.str_] | None,
+        coords: dict[str, NDArray[np.float64] | None],
+        kept: list[_Var],
+        catalogue: StationCatalogue | None,
+    ) -> Iterator[Record]:
+        own = load_stations(self.stations) if self.stations is not None else None
+        n = layout.n
+        has_time = ~np.isnat(times)
+        if kept:
+            stack = np.stack([k.native for k in kept])
+            has_value = np.isfinite(stack).any(axis=0)
+            si = [np.asarray(k.convert(k.native), dtype=np.float64).tolist() for k in kept]
+            natives = [k.native.tolist() for k in kept]
+        else:
+            has_value = np.zeros(n, dtype=bool)
+            si, natives = [], []
+        if layout.kind == "orthogonal":
+            present = has_value
+        elif layout.kind == "incomplete":
+            present = has_value | has_time
+        else:
+            present = np.ones(n, dtype=bool)
+        pytimes = times.astype("datetime64[us]").tolist()
+        lat, lon, alt = (coords[k] for k in ("lat", "lon", "alt"))
+        latl = lat.tolist() if lat is not None else None
+        lonl = lon.tolist() if lon is not None else None
+        altl = alt.tolist() if alt is not None else None
+        idl = ids.tolist() if ids is not None else None
+        for k in np.flatnonzero(present).tolist():
+            where = f"{name}:{layout.where(k)}"
+            t = pytimes[k]
+            t = None if t is None else t.replace(tzinfo=UTC)
+            la = latl[k] if latl is not None else math.nan
+            lo = lonl[k] if lonl is not None else math.nan
+            el = altl[k] if altl is not None else math.nan
+            if idl is not None:
+                station = str(idl[k])
+            elif la == la and lo == lo:
+                station = f"{la:.4f},{lo:.4f}"
+            else:
+                station = ""
+            parts = [f"{kv.name}={natives[j][k]:g}" for j, kv in enumerate(kept)]
+            raw = " ".join([f"station={station}", f"time={t.isoformat() if t else 'NaT'}", *parts])
+            if t is None:
+                yield Rejection(
+                    where, "bad_time", f"{where}: time is missing", raw, station or None
+                )
+                continue
+            if not station:
+                yield Rejection(where, "unknown_station", f"{where}: no station id", raw, None, t)
+                continue
+            if not (la == la and lo == lo):
+                found = lookup(station, catalogue, own)
+                if found is None:
+                    reason = (
+                        f"{where}: station {station!r} has no position in the file or catalogue"
+                    )
+                    yield Rejection(where, "unknown_station", reason, raw, station, t)
+                    continue
+                la, lo = found.lat, found.lon
+                if el != el:
+                    el = found.elevation
+            problem = position_problem(la, lo, el)
+            if problem is not None:
+                yield Rejection(where, "bad_position", f"{where}: {problem}", raw, station, t)
+                continue
+            values = {kv.variable: si[j][k] for j, kv in enumerate(kept) if si[j][k] == si[j][k]}
+            if not values:
+                reason = f"{where}: every data variable is missing (_FillValue/missing_value)"
+                yield Rejection(where, "no_data", reason, raw, station, t)
+                continue
+            values, flags = finish_values(values, float(el))
+            yield Report(
+                where, station, float(la), east(float(lo)), float(el), t, values, raw, flags
+            )
