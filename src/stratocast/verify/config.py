@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -87,6 +88,15 @@ class VerifyConfig(ComponentConfig):
     #: Paired block bootstrap resamples and seed for the significance tables.
     bootstrap_samples: int = Field(default=1000, ge=100)
     bootstrap_seed: int = 0
+    #: Diebold–Mariano statistic of the significance tables: "hln", Harvey–Leybourne–Newbold
+    #: (1997), as ``scores`` computes it; "bartlett", a Newey–West (Bartlett kernel) variance
+    #: against the normal (``stratocast.verify.significance``).
+    dm_method: Literal["hln", "bartlett"] = "hln"
+    #: An ensemble member that is NaN at a station and time: "drop_pair" leaves the pair out
+    #: of every score (every scored pair has all members); "finite" scores it on its finite
+    #: members when at least 2 are (the ``scores`` convention). Either way the ensemble table
+    #: counts what was left out (``stratocast.verify.metrics_ensemble``).
+    ensemble_missing_members: Literal["drop_pair", "finite"] = "drop_pair"
     #: Analysis for gridded scores (WeatherBench2 conventions): a Zarr store or NetCDF file
     #: with canonical names, dims (time, lat, lon), on the forecast grid; ``truth`` is the
     #: built-in world's truth (resolved by the run's verify stage). None: no gridded scores.

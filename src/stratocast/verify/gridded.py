@@ -29,6 +29,7 @@ import xarray as xr
 
 from stratocast.verify.config import CLIMATOLOGY, PERSISTENCE, VerifyConfig
 from stratocast.verify.matching import VerifyInputError, utc_index
+from stratocast.verify.metrics_base import NonFiniteError
 from stratocast.verify.metrics_gridded import GriddedAccumulator
 
 #: ``analysis`` value naming the built-in world's truth; the run's verify stage resolves it.
@@ -63,6 +64,25 @@ def grid_text(lat: np.ndarray, lon: np.ndarray) -> str:
         f"{lat.size}×{lon.size} (lat {lat[0]:g}..{lat[-1]:g}, lon {lon[0]:g}..{lon[-1]:g})"
         if lat.size and lon.size
         else f"{lat.size}×{lon.size}"
+    )
+
+
+def check_field_finite(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, what: str) -> None:
+    """Refuse a field ``[..., lat, lon]`` holding ±inf, naming ``what`` (file or system,
+    variable, time) and the first such grid point by latitude and longitude.
+
+    NaN is a missing value (that point gets weight 0); inf is an overflow or a corrupt value
+    and is refused rather than scored around (metrics_base explains why).
+    """
+    inf = np.isinf(values)
+    if not inf.any():
+        return
+    first = tuple(int(i) for i in np.argwhere(inf)[0])
+    lead = f" {first[:-2]} of the leading axes," if len(first) > 2 else ""
+    raise NonFiniteError(
+        f"{what}: {int(inf.sum())} infinite value(s) of {values.size}, the first "
+        f"({values[first]}) at{lead} lat {lat[first[-2]]:g}, lon {lon[first[-1]]:g}; NaN marks "
+        "a missing value, an infinite one is refused"
     )
 
 
@@ -126,7 +146,17 @@ class Analysis:
         """Fields ``[lat, lon]`` at one position (``[time, lat, lon]`` for a slice)."""
         part = self.ds[list(fields)].isel(time=pos)
         dims = ("lat", "lon") if isinstance(pos, int) else ("time", "lat", "lon")
-        return {f: np.asarray(part[f].transpose(*dims).values, dtype=np.float64) for f in fields}
+        out = {f: np.asarray(part[f].transpose(*dims).values, dtype=np.float64) for f in fields}
+        for f, values in out.items():
+            inf = np.isinf(values)
+            if inf.any():
+                # Name the first time holding inf (a block's first axis is time).
+                k = pos if isinstance(pos, int) else int(np.flatnonzero(inf.any(axis=(1, 2)))[0])
+                at = self.times[k if isinstance(pos, int) else range(self.times.size)[pos][k]]
+                field2d = values if isinstance(pos, int) else values[k]
+                what = f"analysis {self.path}, {f}, time {at}"
+                check_field_finite(field2d, self.lat, self.lon, what)
+        return out
 
     def check_grid(self, name: str, lat: np.ndarray, lon: np.ndarray) -> None:
         same = (
@@ -255,6 +285,7 @@ class FileClimatology:
                 f"on {grid_text(analysis.lat, analysis.lon)}"
             )
         self.ds = ds
+        self.lat, self.lon = lat, lon
         self.doys = pd.Index(np.asarray(ds["dayofyear"].values, dtype=np.int64))
         self.hours = pd.Index(np.asarray(ds["hour"].values, dtype=np.int64))
         self.description = f"read from {self.path} (per day of year and hour)"
@@ -266,6 +297,9 @@ class FileClimatology:
             return None
         part = self.ds[list(fields_for(variable))].isel(dayofyear=int(i), hour=int(j))
         fields = {f: np.asarray(part[f].transpose("lat", "lon").values) for f in part.data_vars}
+        for f, values in fields.items():
+            what = f"gridded climatology {self.path}, {f}, day of year {doy}, hour {hour}"
+            check_field_finite(np.asarray(values, dtype=np.float64), self.lat, self.lon, what)
         return derive_field({str(k): v for k, v in fields.items()}, variable)
 
 

@@ -17,7 +17,7 @@ with no word on where).
 
 from __future__ import annotations
 
-from typing import Protocol, Self, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -68,6 +68,32 @@ def check_no_inf(values: FloatArray, name: str, where: str = "") -> None:
         f"{prefix}{name} holds {int(inf.sum())} infinite value(s) of {values.size}, the first "
         f"({values[first]}) at index {first} of shape {values.shape}; NaN marks a missing "
         "value, an infinite one is refused"
+    )
+
+
+class _Rows(Protocol):
+    """What :func:`check_rows_finite` needs of a DataFrame of observation rows."""
+
+    def __getitem__(self, key: str) -> ArrayLike: ...
+
+    @property
+    def iloc(self) -> Any: ...
+
+
+def check_rows_finite(rows: _Rows, variable: str, what: str) -> None:
+    """Refuse observation rows (``station_id``, ``time``, ``value``) holding ±inf, naming the
+    first by station and time: NaN is a missing observation, an infinite one a decoding or
+    unit error upstream that must not be dropped as missing."""
+    values = np.asarray(rows["value"], dtype=np.float64)
+    inf = np.isinf(values)
+    if not inf.any():
+        return
+    k = int(np.flatnonzero(inf)[0])
+    row = rows.iloc[k]
+    raise NonFiniteError(
+        f"{what} of {variable}: {int(inf.sum())} infinite value(s) of {values.size}, the first "
+        f"({values[k]}) at station {row['station_id']!r}, time {row['time']}; NaN marks a "
+        "missing value, an infinite one is refused"
     )
 
 

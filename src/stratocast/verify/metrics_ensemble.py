@@ -103,10 +103,11 @@ def _pair_terms(
     x = np.where(member, ens, 0.0)
     y = np.where(valid, obs, 0.0)
     accuracy = np.where(member, np.abs(x - y[..., None]), 0.0).sum(axis=-1) / mf
-    order = np.sort(np.where(member, x, np.inf), axis=-1)
+    order = np.sort(np.where(member, x, np.inf), axis=-1)  # missing members last
+    order = np.where(np.isfinite(order), order, 0.0)
     k = np.arange(1, m + 1)
     ranks = np.where(k <= mf[..., None], 2.0 * k - mf[..., None] - 1.0, 0.0)
-    spread_sum = 2.0 * np.where(np.isfinite(order), order * ranks, 0.0).sum(axis=-1)
+    spread_sum = 2.0 * (order * ranks).sum(axis=-1)
     mean = x.sum(axis=-1) / mf
     dev = np.where(member, x - mean[..., None], 0.0)
     terms = {

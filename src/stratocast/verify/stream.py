@@ -30,7 +30,7 @@ import xarray as xr
 
 from stratocast.verify.baselines import Climatology, persistence
 from stratocast.verify.config import CLIMATOLOGY, PERSISTENCE, PRECIP_HOURS, VerifyConfig
-from stratocast.verify.gridded import GriddedScorer
+from stratocast.verify.gridded import GriddedScorer, check_field_finite
 from stratocast.verify.matching import (
     BilinearWeights,
     Stations,
@@ -45,7 +45,9 @@ from stratocast.verify.matching import (
     valid_times,
     wrap_degrees,
 )
+from stratocast.verify.metrics_base import check_rows_finite
 from stratocast.verify.metrics_continuous import CIRCULAR_VARIABLES
+from stratocast.verify.metrics_ensemble import MissingMembers
 
 
 class Accumulator(Protocol):
@@ -229,7 +231,11 @@ def _system(
     need = required_forecast_variables(variables, cfg.lapse_rate, source.variables)
     need = list(dict.fromkeys([*need, *extra_fields]))
     weights = bilinear_weights(source.lat, source.lon, stations.lat, stations.lon)
-    orog = weights.apply(source.orography()) if "orography" in need else None
+    orog = None
+    if "orography" in need:
+        height = np.asarray(source.orography(), dtype=np.float64)
+        check_field_finite(height, source.lat, source.lon, "forecast orography")
+        orog = weights.apply(height)
     leads = set(axes_leads.tolist())
     if "tp" in need:  # accumulations: also read the start of each period
         store = set(source.lead_hours.tolist())
@@ -285,6 +291,7 @@ def plan_stream(
         for var in variables:
             rows = climatology_obs.window(var, start, end)
             rows = rows[rows["time"] < end]  # the period is half-open: [start, end)
+            check_rows_finite(rows, var, "climatology observations")
             climatologies[var] = Climatology.fit(rows, stations, cfg.climatology_min_samples)
     return StreamPlan(
         systems, axes, stations, list(variables), list(cfg.baselines), climatologies, cfg
@@ -306,11 +313,21 @@ def _read_init(
     gridded: GriddedScorer | None,
 ) -> None:
     """One initialisation of one system: every read lead interpolated into ``raw[:, i]``,
-    and scored on the grid while its fields are in memory."""
+    and scored on the grid while its fields are in memory. A field holding ±inf is refused
+    here, named by system, field, initialisation, lead and grid point: interpolated or
+    derived (a direction, an accumulation difference) it would turn into NaN and be dropped
+    as missing without a word."""
+    src = sys.source
     for j, lp in enumerate(sys.read_pos):
-        fields = sys.source.read(init_pos, int(lp), sys.fields)
+        fields = src.read(init_pos, int(lp), sys.fields)
         for f in sys.fields:
-            raw[f][i, j] = sys.weights.apply(fields[f])
+            values = fields[f]
+            what = (
+                f"forecast {name!r}, {f}, init {src.init_times[init_pos]}, "
+                f"lead {int(src.lead_hours[int(lp)])} h"
+            )
+            check_field_finite(values, src.lat, src.lon, what)
+            raw[f][i, j] = sys.weights.apply(values)
         if gridded is not None:
             gridded.update(name, int(sys.read_leads[j]), fields)
         del fields  # the only full fields alive: one (init, lead) of one system
@@ -336,15 +353,32 @@ def _station_values(
     return out
 
 
-def ensemble_mean(members: np.ndarray, variable: str) -> np.ndarray:
+def ensemble_mean(
+    members: np.ndarray, variable: str, missing_members: MissingMembers = "drop_pair"
+) -> np.ndarray:
     """The deterministic value of an ensemble ``[..., member]``: the member mean, or for a
     direction the direction of the mean unit vector (the plain mean of 350° and 10° is 180°).
-    NaN where any member is NaN, so the common mask also covers every member."""
-    if variable in CIRCULAR_VARIABLES:
-        rad = np.deg2rad(members)
-        mean = np.degrees(np.arctan2(np.sin(rad).mean(axis=-1), np.cos(rad).mean(axis=-1)))
-        return np.asarray(np.mod(mean, 360.0))
-    return np.asarray(members.mean(axis=-1))
+
+    ``missing_members`` "drop_pair": NaN where any member is NaN, so the common mask also
+    covers every member. "finite" (the ``scores`` convention): the mean of the finite
+    members, NaN where fewer than 2 are finite (as the ensemble scores then skip the pair).
+    """
+    finite = np.isfinite(members)
+    count = finite.sum(axis=-1)
+    if missing_members == "drop_pair":
+        usable, x = count == members.shape[-1], members
+    else:
+        usable, x = count >= 2, np.where(finite, members, 0.0)
+    n = np.maximum(count, 1) if missing_members == "finite" else members.shape[-1]
+    with np.errstate(invalid="ignore"):
+        if variable in CIRCULAR_VARIABLES:
+            rad = np.deg2rad(x)
+            sin = np.where(finite, np.sin(rad), 0.0).sum(axis=-1) / n
+            cos = np.where(finite, np.cos(rad), 0.0).sum(axis=-1) / n
+            mean = np.mod(np.degrees(np.arctan2(sin, cos)), 360.0)
+        else:
+            mean = x.sum(axis=-1) / n
+    return np.asarray(np.where(usable, mean, np.nan))
 
 
 def _read_chunk(
@@ -383,13 +417,14 @@ def score_chunk(
     shape = (inits.size, leads.size, len(stations))
     for var in plan.variables:
         rows = obs.window(var, start, end)
+        check_rows_finite(rows, var, "observations")
         observed = match_obs(rows, stations, targets, tol).reshape(shape)
         systems: dict[str, np.ndarray] = {}
         ensembles: dict[str, np.ndarray] = {}
         for name, sys in plan.systems.items():
             if sys.source.members:
                 members = np.moveaxis(models[name][var], 2, -1)  # [init, lead, station, member]
-                systems[name] = ensemble_mean(members, var)
+                systems[name] = ensemble_mean(members, var, plan.cfg.ensemble_missing_members)
                 if var not in CIRCULAR_VARIABLES:  # CRPS of an angle needs a circular CRPS
                     ensembles[name] = members
             else:
