@@ -46,6 +46,7 @@ class Sweep:
     elevation: FloatArray  # (n_ray,) degrees
     range: FloatArray  # (n_gate,) slant range to gate centre, m
     dbz: FloatArray  # (n_ray, n_gate) dBZ, NaN where the gate has no value
+    site_source: str = "volume"  # where the location came from: volume, caller or table
 
 
 def beam_height_and_distance(
@@ -144,6 +145,7 @@ def _dataset(
         "radar_latitude": sweep.latitude,
         "radar_longitude": sweep.longitude,
         "radar_altitude": sweep.altitude,
+        "radar_site_source": sweep.site_source,
         "elevation_angle": sweep.fixed_angle,
         "grid_spacing_deg": spacing,
         "beam_model": "4/3 effective earth radius, gate centres, WGS84 geodesic",
