@@ -1,0 +1,164 @@
+"""Reader fuzz suite: seeded mutants of every source's real samples (short here, long in
+``benchmarks/robustness.py``).
+
+For each mutant: nothing but :class:`SourceFileError` escapes ``read``; every record is a
+Report, Rejection, Unparsed or TextTally; a Report's values are finite floats at a position on
+the globe and a UTC time; a text reader's TextTally comes once, last, and its identity holds
+(with the file's own non-whitespace character count as total). A real ingest of a few mutants
+per source balances its accounting and stores exactly the values it says it stored.
+
+Mutants are deterministic given (sample file, seed): a failure message names both and the
+mutations, and :func:`stratocast.testing.fuzz.mutate` rebuilds the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratocast.obs.ingest import IngestConfig, SourceSpec, ingest
+from stratocast.obs.registry import available_sources
+from stratocast.obs.store import read_observations
+from stratocast.testing.fuzz import (
+    Failure,
+    Target,
+    check_read,
+    fuzz,
+    mutate,
+    targets,
+    text_of,
+    write_mutant,
+)
+
+DATA = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"real sample data not found at {DATA} (../shared/data)"
+)
+TARGETS = {t.label: t for t in targets(DATA)} if DATA.is_dir() else {}
+
+# CI sizes: (files of the target used, seeds per file), chosen so this module runs in well
+# under a minute on two cores; the benchmark runs thousands per source on whole files.
+CI_SIZE: dict[str, tuple[int, int]] = {
+    "metar": (9, 12),
+    "synop_tac/gts": (1, 25),
+    "synop_tac/romania": (1, 25),
+    "synop_tac/wis2box": (13, 3),
+    "isd_lite": (2, 4),
+    "synop_bufr": (7, 4),
+    "temp_bufr": (1, 12),
+    "aircraft_bufr": (1, 12),
+    "hirs_bufr": (1, 6),
+}
+# and the head of the long samples (a year of hourly lines, 44 SYNOP messages) CI mutates
+CI_HEAD: dict[str, dict[str, Any]] = {
+    "isd_lite": {"head_lines": 800},
+    "synop_bufr": {"head_messages": 6},
+    "hirs_bufr": {"head_messages": 1},
+}
+
+
+def _ci(target: Target, n_files: int) -> Target:
+    return dataclasses.replace(
+        target, files=target.files[:n_files], **CI_HEAD.get(target.label, {})
+    )
+
+
+SEED_BASE = 0
+
+# Mutants the long runs of benchmarks/robustness.py found breaking a reader, kept here so the
+# bug they found stays fixed: (target, sample file, seed).
+REGRESSIONS: list[tuple[str, str, int]] = [
+    # METAR Q0000 / A0000: the pressure conversion returned a complex number (issue 12)
+    ("metar", "badchars.txt", 71),
+    ("metar", "collective.txt", 35),
+    ("metar", "kawn.txt", 112),
+]
+
+# Registered sources with no real sample in ../shared/data to mutate (their own tests build
+# their inputs); a new source must be fuzzed or listed here with the reason.
+NO_SHARED_SAMPLE = {
+    "table": "CSV/Parquet exports: no real sample in shared data (tests convert ISD-Lite)",
+    "cf_dsg": "CF-DSG NetCDF: no real sample in shared data (tests write their own files)",
+}
+
+
+def _explain(failures: list[Failure]) -> str:
+    lines = [f"{len(failures)} problem(s):"]
+    for f in failures[:20]:
+        p = f.problem
+        lines.append(f"  [{p.kind}] {p.detail} {('at ' + p.where) if p.where else ''}")
+        lines.append(f"      reproduce: {f.target}: {f.mutant}")
+    return "\n".join(lines)
+
+
+def test_every_source_is_fuzzed_or_explained() -> None:
+    fuzzed = {t.source for t in TARGETS.values()} if TARGETS else set(available_sources())
+    missing = set(available_sources()) - fuzzed - set(NO_SHARED_SAMPLE)
+    assert not missing, f"sources with no fuzz target and no reason: {sorted(missing)}"
+    assert set(CI_SIZE) >= set(TARGETS), "a fuzz target without a CI size"
+
+
+@needs_data
+@pytest.mark.parametrize("label", sorted(CI_SIZE))
+def test_mutants_never_escape_read(label: str, tmp_path: Path) -> None:
+    target = TARGETS.get(label)
+    if target is None:
+        pytest.skip(f"no sample files for {label} under {DATA}")
+    n_files, n_seeds = CI_SIZE[label]
+    small = _ci(target, n_files)
+    result = fuzz(small, range(SEED_BASE, SEED_BASE + n_seeds), tmp_path)
+    assert result.inputs == len(small.files) * n_seeds
+    # the mutants are mostly still readable: a harness that only produced file errors would
+    # check nothing
+    assert result.reports + result.rejections > result.inputs, result
+    assert not result.failures, _explain(result.failures)
+
+
+@needs_data
+@pytest.mark.parametrize(("label", "name", "seed"), REGRESSIONS)
+def test_regression_mutants(label: str, name: str, seed: int, tmp_path: Path) -> None:
+    target = TARGETS[label]
+    (path,) = [p for p in target.files if p.name == name]
+    from stratocast.obs.registry import get_source
+
+    m = mutate(target.sample(path), target.fmt, seed, name)
+    file = write_mutant(m, tmp_path)
+    out = check_read(
+        get_source(target.source, **target.options),
+        file,
+        target.catalogue(),
+        text_of(m.data, target.fmt),
+    )
+    assert not out.problems, _explain([Failure(label, m.describe(), p) for p in out.problems])
+
+
+def _ingest_mutants(target: Target, seeds: range, tmp_path: Path) -> None:
+    paths = []
+    for path in target.files[:2]:
+        data = target.sample(path)
+        for seed in seeds:
+            paths.append(str(write_mutant(mutate(data, target.fmt, seed, path.name), tmp_path)))
+    spec = SourceSpec(name=target.source, paths=paths, options=target.options)
+    store = tmp_path / "store"
+    acc = ingest(IngestConfig(sources=[spec]), store, target.catalogue(), progress=False)
+    acc.verify()
+    a = acc.sources[target.source]
+    # whole-file errors are allowed (a mutant may destroy a file); anything else that sank a
+    # file is an exception the reader let through
+    leaked = [e for e in acc.file_errors if not e.error.startswith("SourceFileError")]
+    assert not leaked, leaked
+    assert a.files_ok + a.files_failed + a.files_skipped == len(paths)
+    assert a.files_ok > 0
+    assert len(read_observations(store, sources=[target.source])) == a.values_stored
+
+
+@needs_data
+@pytest.mark.parametrize("label", sorted(CI_SIZE))
+def test_ingest_of_mutants_balances(label: str, tmp_path: Path) -> None:
+    target = TARGETS.get(label)
+    if target is None:
+        pytest.skip(f"no sample files for {label} under {DATA}")
+    _ingest_mutants(_ci(target, 2), range(100, 103), tmp_path)
