@@ -565,3 +565,41 @@ def test_not_netcdf_and_other_features_are_file_errors(tmp_path: Path) -> None:
     xr.Dataset({"t": (("obs",), [1.0])}).to_netcdf(notime)
     with pytest.raises(SourceFileError, match=r"notime\.nc: no time variable"):
         list(CfDsgSource().read(notime))
+
+
+@needs_data
+def test_weatherreal_file_of_the_verify_writer(
+    tmp_path: Path, history: StationCatalogue, isd: dict[tuple[str, datetime], Any]
+) -> None:
+    """A file from stratocast's own WeatherReal writer (verification) ingests to the values the
+    verification reader reads from it, and to the ISD-Lite values it was written from."""
+    from stratocast.obs.table import collect
+    from stratocast.verify.io_weatherreal import read_weatherreal, write_weatherreal
+
+    records = [
+        r
+        for sid in STATIONS[:2]
+        for r in _decode(IsdLiteSource(), ISD / f"{sid}-2017.gz", history)
+        if r.time is not None and r.time < END
+    ]
+    path = write_weatherreal(collect(records, "isd_lite").values, tmp_path / "wr.nc")
+    verify = read_weatherreal(path)
+    verify_values = {
+        (row.station_id, row.time.to_pydatetime(), row.variable): row.value
+        for row in verify.itertuples()
+    }
+    got = [r for r in _decode(CfDsgSource(), path) if isinstance(r, Report)]
+    assert {r.station_id for r in got} == set(STATIONS[:2])
+    n = 0
+    for r in got:
+        want = isd[(r.station_id, r.time)]
+        for var in ("t2m", "d2m", "msl", "ws10", "wd10"):
+            if var not in r.values:
+                continue
+            tol = 0.01 if var == "msl" else 1e-4
+            assert r.values[var] == pytest.approx(want.values[var], abs=tol), (r.report_id, var)
+            key = (r.station_id, r.time, var)
+            if key in verify_values:  # the verification reader drops a calm's direction
+                assert r.values[var] == pytest.approx(verify_values[key], abs=1e-6)
+                n += 1
+    assert n > 0.95 * len(verify)

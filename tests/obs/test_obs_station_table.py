@@ -130,6 +130,20 @@ def iem_csv(
     return path, _write_csv(path, history, with_bad=True)
 
 
+@pytest.fixture(scope="module")
+def iem_parquet(iem_csv: tuple[Path, dict[str, str]]) -> Path:
+    """The CSV's good rows as a typed Parquet table: floats with NaN where IEM wrote M."""
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    path, origin = iem_csv
+    frame = pd.read_csv(path, na_values=["M"], keep_default_na=False, nrows=len(origin))
+    assert frame["tmpf"].dtype == float and frame["tmpf"].isna().any()
+    out = path.with_suffix(".parquet")
+    frame.to_parquet(out, index=False)
+    return out
+
+
 def _decode(
     source: ObsSource, path: Path, catalogue: StationCatalogue | None = None
 ) -> list[Report | Rejection]:
@@ -153,9 +167,11 @@ class TestTableConformance(SourceTests):
     def source(self) -> TableSource:
         return TableSource(**IEM_OPTIONS)
 
-    @pytest.fixture
-    def sample_file(self, iem_csv: tuple[Path, dict[str, str]]) -> Path:
-        return iem_csv[0]
+    @pytest.fixture(params=["csv", "parquet"])
+    def sample_file(
+        self, request: pytest.FixtureRequest, iem_csv: tuple[Path, dict[str, str]]
+    ) -> Path:
+        return iem_csv[0] if request.param == "csv" else request.getfixturevalue("iem_parquet")
 
     @pytest.fixture
     def catalogue(self, history: StationCatalogue) -> StationCatalogue:
@@ -249,6 +265,23 @@ def test_hand_checked_first_row(
     assert r.values["ws10"] == pytest.approx(1.0, abs=1e-5)
     assert r.values["u10"] == pytest.approx(0.173648, abs=1e-5)  # derived, as other sources
     assert 0.9 < r.values["rh2m"] < 1.0
+
+
+@needs_data
+def test_parquet_export_decodes_as_its_csv(
+    iem_csv: tuple[Path, dict[str, str]], iem_parquet: Path, history: StationCatalogue
+) -> None:
+    path, origin = iem_csv
+    csv_recs = _decode(TableSource(**IEM_OPTIONS), path, history)[: len(origin)]
+    pq_recs = _decode(TableSource(**IEM_OPTIONS), iem_parquet, history)
+    assert len(pq_recs) == len(origin)
+    for a, b in zip(csv_recs, pq_recs, strict=True):
+        assert type(a) is type(b) and a.station_id == b.station_id and a.time == b.time
+        if isinstance(a, Report) and isinstance(b, Report):
+            assert b.values == pytest.approx(a.values, abs=1e-9)
+            assert (b.lat, b.lon, b.elevation) == (a.lat, a.lon, a.elevation)
+        else:
+            assert isinstance(a, Rejection) and isinstance(b, Rejection) and a.check == b.check
 
 
 @needs_data

@@ -28,7 +28,8 @@ a variable that is not canonical, a unit Pint does not know or that does not con
 variable's canonical unit, two columns mapped to one variable, an unknown option. Converters
 come from :func:`stratocast.vocab.units.to_canonical` (Pint, once per column).
 
-Cells: ``missing`` tokens (default ``M`` and the empty cell, IEM's codes) are missing; IEM's
+Cells: ``missing`` tokens (default ``M`` and the empty cell, IEM's codes, and ``NaN``, pandas'
+float missing value; in Parquet also a null) are missing; IEM's
 ``T`` (trace) is a number only in a column whose spec gives ``trace: <value>`` (a
 precipitation column; no canonical variable is precipitation yet), elsewhere it is not
 numeric. Every data row becomes exactly one Report or Rejection, with id ``file:line`` (CSV:
@@ -219,6 +220,13 @@ def _columns(spec: object) -> list[_Column]:
     return out
 
 
+def _cell(v: object) -> str:
+    """A Parquet value as the text a CSV export would hold (null and NaN: empty)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return v.isoformat() if isinstance(v, datetime) else str(v)
+
+
 def _zone(name: str) -> tzinfo:
     if name.upper() in ("UTC", "Z", "GMT"):
         return UTC
@@ -247,7 +255,7 @@ class TableSource:
         lon: str | None = None,
         elevation: str | None = None,
         elevation_units: str = "m",
-        missing: Sequence[str] = ("M", ""),
+        missing: Sequence[str] = ("M", "", "NaN", "nan"),
         stations: str | None = None,
         format: str | None = None,  # "csv" | "parquet"; default from the suffix
         delimiter: str = ",",
@@ -322,10 +330,7 @@ class TableSource:
             raise SourceFileError(f"{path}: not a readable Parquet file: {err}") from None
         header = list(table.column_names)
         # each cell as text, so a Parquet table and its CSV export decode identically
-        cols = [
-            ["" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v)) for v in c]
-            for c in table.to_pydict().values()
-        ]
+        cols = [[_cell(v) for v in c] for c in table.to_pydict().values()]
         name = path.name
 
         def rows() -> Iterator[_Row]:
@@ -466,6 +471,9 @@ class TableSource:
             lat, lon = found.lat, found.lon
             if elev is None:
                 elev = found.elevation
+        elif elev is None:  # no elevation cell or column: the catalogue's, if it has one
+            found = lookup(station_id, catalogue, own)
+            elev = None if found is None else found.elevation
         elevation = math.nan if elev is None else elev
         problem = position_problem(lat, lon, elevation)
         if problem is not None:
