@@ -83,8 +83,9 @@ def _climatology(world: World, times: list[pd.Timestamp], var: str) -> np.ndarra
 
 
 def _wb2(f: np.ndarray, a: np.ndarray, c: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
-    """WeatherBench2: L = cos φ / mean cos φ; RMSE = sqrt(mean_t mean_ij L e²);
-    ACC = mean_t Σ L f′a′ / sqrt(Σ L f′² Σ L a′²)."""
+    """WeatherBench2: L = cos φ / mean cos φ (its cell-area weights on this 5° grid without
+    pole rows; test_verify_references.py checks grids with them);
+    RMSE = sqrt(mean_t mean_ij L e²); ACC = mean_t Σ L f′a′ / sqrt(Σ L f′² Σ L a′²)."""
     w = np.cos(np.deg2rad(lat))
     w = (w / w.mean())[:, None]
     mse = [np.mean(w * (ft - at) ** 2) for ft, at in zip(f, a, strict=True)]

@@ -26,6 +26,7 @@ from verify_world import World
 
 from stratocast.errors import StratocastError
 from stratocast.verify import VerifyConfig, verify
+from stratocast.verify.gridded import Analysis
 from stratocast.verify.matching import prepare_obs, stations_from_obs
 from stratocast.verify.metrics_base import NonFiniteError
 from stratocast.verify.metrics_continuous import ContinuousAccumulator, rmse
@@ -445,3 +446,63 @@ def test_inf_in_the_analysis_or_an_observation_is_named(world: World, tmp_path: 
     inputs = ObsInputs(InMemoryObs(rows), InMemoryObs(clim), where, 1, "test")
     with pytest.raises(NonFiniteError, match="climatology observations of ws10"):
         verify_sources({"B": world.forecast}, inputs, _cfg(), tmp_path / "c")
+
+
+def test_analysis_read_of_one_time_names_the_inf(world: World, tmp_path: Path) -> None:
+    truth = world.truth.copy(deep=True)
+    values = truth["msl"].values.copy()
+    values[5, 0, 3] = -np.inf
+    truth["msl"] = (truth["msl"].dims, values)
+    path = tmp_path / "analysis.zarr"
+    truth.to_zarr(path, zarr_format=3, consolidated=False)
+    analysis = Analysis(path)
+    assert np.isfinite(analysis.read(4, ["msl"])["msl"]).all()
+    at = pd.Timestamp(truth["time"].values[5])
+    with pytest.raises(NonFiniteError, match=rf"msl, time {at}.*lat {truth['lat'].values[0]:g}"):
+        analysis.read(5, ["msl"])
+
+
+def test_gridded_member_mean_follows_the_policy(world: World, tmp_path: Path) -> None:
+    """An ensemble with member 0 missing over a patch of the grid: by default the patch has
+    no member mean (weight 0 there); with ``ensemble_missing_members="finite"`` the mean of
+    the 2 other members is scored there: the gridded RMSE equals WB2's formula by hand."""
+    rng = np.random.default_rng(4)
+    fc = world.forecast
+    dims = ("init_time", "lead_time", "member", "lat", "lon")
+    ens = {}
+    for var in ("t2m", "u10", "v10"):
+        base = fc[var].values.astype(np.float64)[:, :, None]
+        members = base + rng.standard_normal((*base.shape[:2], 3, *base.shape[3:]))
+        members[:, :, 0, 3:9, 10:30] = np.nan
+        ens[var] = (dims, members)
+    e = xr.Dataset(ens, coords=fc.coords).assign(orography=fc["orography"])
+    e = e.assign_coords(member=np.arange(3))
+    path = tmp_path / "truth.zarr"
+    world.truth.to_zarr(path, zarr_format=3, consolidated=False)
+    stations = list(world.stations["station_id"])
+    lat = world.truth["lat"].values
+    w = latitude_weights(lat)[:, None]
+    lead = int(fc["lead_time"].values[-1])
+    inits = pd.DatetimeIndex(fc["init_time"].values)
+    truth = world.truth["t2m"].sel(time=inits + pd.Timedelta(hours=lead)).values
+    members = e["t2m"].sel(lead_time=lead).values  # init, member, lat, lon
+    for policy, mean in (
+        ("drop_pair", members.mean(axis=1)),
+        ("finite", np.nanmean(members, axis=1)),
+    ):
+        cfg = _cfg(
+            analysis=str(path),
+            baselines=["persistence"],
+            skill_reference="persistence",
+            ensemble_missing_members=policy,
+        )
+        res = verify({"E": e}, world.obs, stations, world.clim_obs, cfg, tmp_path / policy)
+        table = res.tables["gridded"]
+        row = table[(table["variable"] == "t2m") & (table["lead_hours"] == lead)]
+        ok = np.isfinite(mean)
+        mse = [
+            np.sum((w * (m - t) ** 2)[k]) / np.sum(np.broadcast_to(w, k.shape)[k])
+            for m, t, k in zip(mean, truth, ok, strict=True)
+        ]
+        assert float(row["rmse"].iloc[0]) == pytest.approx(np.sqrt(np.mean(mse)), rel=1e-9)
+        assert ok.all() == (policy == "finite")

@@ -30,6 +30,7 @@ import xarray as xr
 from stratocast.verify.config import CLIMATOLOGY, PERSISTENCE, VerifyConfig
 from stratocast.verify.matching import VerifyInputError, utc_index
 from stratocast.verify.metrics_base import NonFiniteError
+from stratocast.verify.metrics_ensemble import MissingMembers
 from stratocast.verify.metrics_gridded import GriddedAccumulator
 
 #: ``analysis`` value naming the built-in world's truth; the run's verify stage resolves it.
@@ -84,6 +85,17 @@ def check_field_finite(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, wha
         f"({values[first]}) at{lead} lat {lat[first[-2]]:g}, lon {lon[first[-1]]:g}; NaN marks "
         "a missing value, an infinite one is refused"
     )
+
+
+def member_mean(members: np.ndarray, missing_members: MissingMembers) -> np.ndarray:
+    """Member mean of ``[member, lat, lon]``: NaN where any member is ("drop_pair"), or the
+    mean of the finite members where at least 2 are ("finite", the ``scores`` convention)."""
+    if missing_members == "drop_pair":
+        return np.asarray(members.mean(axis=0))
+    finite = np.isfinite(members)
+    count = finite.sum(axis=0)
+    total = np.where(finite, members, 0.0).sum(axis=0)
+    return np.asarray(np.where(count >= 2, total / np.maximum(count, 1), np.nan))
 
 
 def clim_key(t: pd.Timestamp) -> ClimKey:
@@ -316,6 +328,8 @@ class GriddedScorer:
     variables: list[str]
     leads: np.ndarray  # hours
     baselines: list[str]
+    #: How a NaN member enters the member mean (``VerifyConfig.ensemble_missing_members``).
+    missing_members: MissingMembers = "drop_pair"
     accs: dict[tuple[str, str], list[GriddedAccumulator]] = field(init=False)
     _truth: dict[int, dict[str, np.ndarray]] = field(init=False, default_factory=dict)
     _clim: dict[int, dict[str, np.ndarray | None]] = field(init=False, default_factory=dict)
@@ -374,7 +388,7 @@ class GriddedScorer:
         values = {}
         for var in self.variables:
             value = derive_field(fields, var)
-            values[var] = value.mean(axis=0) if value.ndim == 3 else value
+            values[var] = member_mean(value, self.missing_members) if value.ndim == 3 else value
         self._update(system, k, values)
 
     def _update(self, system: str, k: int, values: Mapping[str, np.ndarray]) -> None:
@@ -517,6 +531,7 @@ def build_gridded(
         variables,
         np.asarray(leads, dtype=np.int64),
         list(cfg.baselines),
+        cfg.ensemble_missing_members,
     )
     notes = {
         "analysis": analysis.describe(),
