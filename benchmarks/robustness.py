@@ -1,0 +1,359 @@
+"""Hostile input: mutated real files through every reader, and silent bit flips through QC.
+
+    python benchmarks/robustness.py [--n 200] [--sources metar,synop_bufr] [--flips 1000]
+                                    [--flips-per-file 25] [--skip-fuzz] [--skip-flips]
+
+1. Fuzz (issue 12, item 2): for every source with real samples in ``shared/data``, ``--n``
+   seeded mutants of each sample file (:mod:`stratocast.testing.fuzz`: bit and byte errors,
+   lost and repeated bytes and lines, cut-off files, one digit of a group changed or a group
+   zeroed/slashed for text; flips in BUFR section 4, corrupted section lengths and header
+   fields, truncated messages for BUFR), each read through the registered source. Per source:
+   inputs, whole-file errors (SourceFileError: allowed), exceptions escaped (must be 0),
+   record-contract and text-identity violations (must be 0), records read and rejected. Every
+   distinct escape is printed once with its reproducer (sample file, seed, mutations).
+2. Bit flips (item 7): ``--flips`` random bits flipped inside decoded numeric values of the
+   real DWD SYNOP BUFR bulletin (a bit is accepted when flipping it changes exactly one value
+   of its message as the NumPy decoder of ``obs/bufr_decode.py`` reads it: not a string, not
+   a replication factor, not padding). ``--flips-per-file`` flips, each in a different
+   station, go into one copy of the file; each copy is ingested into its own store with QC
+   including the buddy check. Every flip is then followed: the reader's output against the
+   unflipped file's says which report values it changed (or none: an element the reader does
+   not use), the store says whether each changed value was stored (unflagged) or quarantined
+   (by which check). The bulletin is one time step, so the temporal checks (spike, step) have
+   nothing to compare with: what is measured is what range, consistency and buddy catch.
+
+Exit status 1 when anything escaped or an identity broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stratocast.obs.base import Rejection, Report
+from stratocast.obs.bufr_decode import decode
+from stratocast.obs.ingest import IngestConfig, SourceSpec, ingest
+from stratocast.obs.qc import QCConfig
+from stratocast.obs.sources.synop_bufr import SynopBufrSource
+from stratocast.obs.store import read_observations, read_quarantine
+from stratocast.testing.fuzz import Failure, TargetResult, bufr_sections, fuzz, targets
+
+DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+DWD = "bufr/dwd_synop_20210516T12.bufr"
+
+# --------------------------------------------------------------------------- 1. fuzz
+
+
+def _groups(failures: list[Failure]) -> dict[tuple[str, str, str], list[Failure]]:
+    """Failures grouped by kind, innermost frame and exception type (or first words)."""
+    out: dict[tuple[str, str, str], list[Failure]] = defaultdict(list)
+    for f in failures:
+        p = f.problem
+        head = p.detail.split(":", 1)[0] if p.kind == "exception" else p.detail.split(" ")[0]
+        if p.kind in ("record", "tally"):  # "file:line: sp=..." -> the variable / message
+            head = " ".join(w.split("=")[0] for w in p.detail.split(" ")[1:3])
+        out[(p.kind, p.where, head)].append(f)
+    return out
+
+
+def run_fuzz(n: int, wanted: set[str] | None, max_ops: int, seed_base: int) -> bool:
+    print(f"== fuzz: {n} mutants per sample file, up to {max_ops} mutations each")
+    header = (
+        f"{'target':<18} {'files':>5} {'inputs':>7} {'file err':>8} {'escaped':>7} "
+        f"{'contract':>8} {'identity':>8} {'records':>10} {'rejected':>9} {'unparsed':>8} "
+        f"{'s':>6}"
+    )
+    print(header)
+    results: list[TargetResult] = []
+    for target in targets(DATA):
+        if wanted and target.source not in wanted and target.label not in wanted:
+            continue
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as work:
+            r = fuzz(target, range(seed_base, seed_base + n), Path(work), max_ops)
+        results.append(r)
+        print(
+            f"{r.label:<18} {len(target.files):>5} {r.inputs:>7} {r.file_errors:>8} "
+            f"{r.count('exception'):>7} {r.count('record') + r.count('record_type'):>8} "
+            f"{r.count('tally'):>8} {r.records:>10} {r.rejections:>9} {r.unparsed:>8} "
+            f"{time.perf_counter() - t0:>6.1f}",
+            flush=True,
+        )
+    failures = [f for r in results for f in r.failures]
+    if failures:
+        print(f"\n{len(failures)} problems, by kind / innermost frame / type (first reproducer):")
+        for (kind, where, head), fs in sorted(_groups(failures).items(), key=lambda x: -len(x[1])):
+            f = fs[0]
+            print(f"  {len(fs):>5} x [{kind}] {head} {('at ' + where) if where else ''}")
+            print(f"          {f.problem.detail[:240]}")
+            print(f"          reproduce: {f.target}: {f.mutant[:400]}")
+    total = sum(r.inputs for r in results)
+    print(f"\nfuzz total: {total} inputs, {len(failures)} problems")
+    return not failures
+
+
+# --------------------------------------------------------------------------- 2. bit flips
+
+
+@dataclass(frozen=True)
+class Flip:
+    message: int  # 1-based, as in report ids
+    subset: int  # 1-based
+    element: str  # ecCodes key of the value flipped
+    byte: int  # in the file
+    mask: int
+    old: float
+    new: float
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+def draw_flips(
+    data: bytes,
+    n: int,
+    rng: random.Random,
+    elements: set[str] | None = None,
+    subsets: set[tuple[int, int]] | None = None,
+) -> list[Flip]:
+    """``n`` flips of one bit each inside one decoded numeric value, all in distinct subsets
+    (only values of ``elements``, in ``subsets`` (message, subset), when given)."""
+    msgs = bufr_sections(data)
+    spans = [(m, m.sections[4][0] + 4, m.sections[4][1]) for m in msgs]
+    decoded = [decode(data[m.start : m.end]) for m in msgs]
+    weights = [(b - a) * 8 for _, a, b in spans]
+    flips: list[Flip] = []
+    used: set[tuple[int, int]] = set()
+    tries = 0
+    while len(flips) < n and tries < 2000 * n:
+        tries += 1
+        i = rng.choices(range(len(msgs)), weights)[0]
+        m, a, b = spans[i]
+        bit = rng.randrange((b - a) * 8)
+        byte, mask = a + bit // 8, 0x80 >> (bit % 8)
+        msg = bytearray(data[m.start : m.end])
+        msg[byte - m.start] ^= mask
+        try:
+            dec = decode(bytes(msg))
+        except Exception:  # a replication factor or the like: not a value flip
+            continue
+        ref = decoded[i]
+        if dec.values.shape != ref.values.shape or dec.strings != ref.strings:
+            continue
+        diff = _changed(ref.values, dec.values)
+        if len(diff) != 1:
+            continue  # padding (no change) or a flip that moved the layout
+        k = int(diff[0])
+        subset = int(np.searchsorted(ref.starts, k, side="right"))  # 1-based
+        element = str(ref.layout.name[int(ref.ids[k])])
+        if (i, subset) in used or (elements is not None and element not in elements):
+            continue
+        if subsets is not None and (i + 1, subset) not in subsets:
+            continue
+        used.add((i, subset))
+        flips.append(
+            Flip(i + 1, subset, element, byte, mask, float(ref.values[k]), float(dec.values[k]))
+        )
+    return flips
+
+
+@dataclass
+class FlipTally:
+    flips: int = 0
+    outcome: Counter[str] = field(default_factory=Counter)
+    by_element: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # per variable, |error| of the values that reached the store unflagged
+    unflagged_error: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+_META = ("station_id", "lat", "lon", "elevation", "time")
+
+
+_CHECK_ORDER = ("range", "consistency", "corrected", "duplicate", "spike", "step", "buddy")
+
+
+def _follow(
+    flip: Flip,
+    rid: str,
+    before: dict[str, Report | Rejection],
+    after: dict[str, Report | Rejection],
+    stored: set[tuple[str, str]],
+    quarantined: dict[tuple[str, str], str],
+    base_quarantined: set[tuple[str, str]],
+    tally: FlipTally,
+) -> None:
+    """Classify one flip: what the reader made of it, and what QC then did."""
+    a, b = before.get(rid), after.get(rid)
+    outcome = _outcome(a, b, rid, stored, quarantined, base_quarantined, tally)
+    tally.outcome[outcome] += 1
+    tally.by_element[flip.element][outcome] += 1
+
+
+def _outcome(
+    a: Report | Rejection | None,
+    b: Report | Rejection | None,
+    rid: str,
+    stored: set[tuple[str, str]],
+    quarantined: dict[tuple[str, str], str],
+    base_quarantined: set[tuple[str, str]],
+    tally: FlipTally,
+) -> str:
+    if not isinstance(b, Report):
+        if not isinstance(a, Report):
+            return "no effect: report rejected with and without the flip"
+        return f"reader: report rejected ({b.check if b is not None else 'missing'})"
+    old = a.values if isinstance(a, Report) else {}
+    moved = [k for k in _META if isinstance(a, Report) and getattr(a, k) != getattr(b, k)]
+    changed = {v for v in b.values if not (v in old and math.isclose(old[v], b.values[v]))}
+    made = {v for v in changed if v not in old}  # a value where the original had none
+    affected = set(b.values) if moved else changed
+    if not affected:
+        return "reader: value dropped" if set(old) - set(b.values) else "no effect on the report"
+    unflagged = sorted(v for v in affected if (rid, v) in stored)
+    if unflagged:
+        for v in unflagged:
+            if v in old and not moved:
+                tally.unflagged_error[v].append(abs(b.values[v] - old[v]))
+        what = f"report {'/'.join(moved)} changed" if moved else "value changed"
+        if made and not moved:
+            what = "value made from a missing one" if made == affected else what + " or made"
+        return f"stored unflagged ({what})"
+    if all((rid, v) in base_quarantined for v in affected):
+        return "no effect: already quarantined without the flip"
+    checks = {quarantined.get((rid, v), "?") for v in affected}
+    ordered = [c for c in _CHECK_ORDER if c in checks] + sorted(checks - set(_CHECK_ORDER))
+    return "caught: " + "+".join(ordered)
+
+
+def _store_sets(
+    store: Path,
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+    obs = read_observations(store)
+    q = read_quarantine(store)
+    stored = set(zip(obs["report_id"], obs["variable"], strict=True))
+    q = q[q["variable"].notna()]
+    quarantined = dict(
+        zip(zip(q["report_id"], q["variable"], strict=True), q["check"], strict=True)
+    )
+    return stored, quarantined
+
+
+def _ingest(path: Path, store: Path) -> None:
+    spec = SourceSpec(name="synop_bufr", paths=[str(path)])
+    cfg = IngestConfig(sources=[spec], qc=QCConfig(buddy=True))
+    ingest(cfg, store, None, progress=False).verify()
+
+
+def run_flips(n: int, per_file: int, seed: int, read_only: bool) -> None:
+    src = DATA / DWD
+    what = "values the reader reads (lexicon elements of reported stations)" if read_only else ""
+    print(
+        f"\n== bit flips: {n} value bits of {src.name} {what}, {per_file} per copy, "
+        "QC with buddy check"
+    )
+    data = src.read_bytes()
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    reader = SynopBufrSource()
+    before = {r.report_id: r for r in reader.read(src) if isinstance(r, Report | Rejection)}
+    elements = subsets = None
+    if read_only:
+        elements = set(reader.lexicon)
+        subsets = set()
+        for rid, r in before.items():
+            if isinstance(r, Report):
+                _, msg, sub = rid.rsplit(":", 2)
+                subsets.add((int(msg), int(sub)))
+    flips = draw_flips(data, n, rng, elements, subsets)
+    tally = FlipTally()
+    with tempfile.TemporaryDirectory() as work:
+        base = Path(work) / "base"
+        _ingest(src, base / "store")
+        _, base_q = _store_sets(base / "store")
+        base_quarantined = set(base_q)
+        for c, start in enumerate(range(0, len(flips), per_file)):
+            batch = flips[start : start + per_file]
+            buf = bytearray(data)
+            for f in batch:
+                buf[f.byte] ^= f.mask
+            folder = Path(work) / f"copy{c}"
+            folder.mkdir()
+            path = folder / src.name
+            path.write_bytes(bytes(buf))
+            after = {r.report_id: r for r in reader.read(path) if isinstance(r, Report | Rejection)}
+            _ingest(path, folder / "store")
+            stored, quarantined = _store_sets(folder / "store")
+            for f in batch:
+                rid = f"{src.name}:{f.message}:{f.subset}"
+                _follow(f, rid, before, after, stored, quarantined, base_quarantined, tally)
+            tally.flips += len(batch)
+    _print_flips(tally, time.perf_counter() - t0)
+
+
+def _print_flips(tally: FlipTally, seconds: float) -> None:
+    n = tally.flips
+    print(f"{n} flips in {seconds:.0f} s; outcome per flip:")
+    for outcome, k in tally.outcome.most_common():
+        print(f"  {k:>5}  {k / n:6.1%}  {outcome}")
+    reached = sum(k for o, k in tally.outcome.items() if o.startswith("stored unflagged"))
+    caught = sum(k for o, k in tally.outcome.items() if o.startswith(("caught", "reader: rej")))
+    effective = reached + caught
+    print(
+        f"flips that changed a value the reader emits: {effective}; caught {caught} "
+        f"({caught / max(effective, 1):.1%}), reached the store unflagged {reached} "
+        f"({reached / max(effective, 1):.1%}); of all {n} flips {reached / max(n, 1):.1%} "
+        "reached the store unflagged"
+    )
+    if tally.unflagged_error:
+        print("unflagged errors by variable: count, median |error|, max |error|")
+        for v, errs in sorted(tally.unflagged_error.items()):
+            print(f"  {v:<6} {len(errs):>4} {statistics.median(errs):>10.4g} {max(errs):>10.4g}")
+    print("flips per element the reader uses (element: outcomes)")
+    for element, c in sorted(tally.by_element.items(), key=lambda x: -sum(x[1].values())):
+        if all(o.startswith("no effect") for o in c):
+            continue
+        print(f"  {element}: " + ", ".join(f"{o} {k}" for o, k in c.most_common()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="mutants per sample file")
+    ap.add_argument("--sources", default="", help="comma-separated sources or targets")
+    ap.add_argument("--max-ops", type=int, default=3, help="mutations per mutant, at most")
+    ap.add_argument("--seed-base", type=int, default=0, help="first seed (reproducers)")
+    ap.add_argument("--flips", type=int, default=1000)
+    ap.add_argument("--flips-per-file", type=int, default=25)
+    ap.add_argument("--flip-seed", type=int, default=12)
+    ap.add_argument(
+        "--flip-read-only",
+        action="store_true",
+        help="flip only values the reader reads (its lexicon elements, in stations it reports)",
+    )
+    ap.add_argument("--skip-fuzz", action="store_true")
+    ap.add_argument("--skip-flips", action="store_true")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        print(f"sample data not found at {DATA}", file=sys.stderr)
+        return 2
+    ok = True
+    if not args.skip_fuzz:
+        wanted = {s for s in args.sources.split(",") if s} or None
+        ok = run_fuzz(args.n, wanted, args.max_ops, args.seed_base)
+    if not args.skip_flips:
+        run_flips(args.flips, args.flips_per_file, args.flip_seed, args.flip_read_only)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
