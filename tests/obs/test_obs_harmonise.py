@@ -125,7 +125,7 @@ def test_synop_tac_derives_msl_when_4pppp_is_missing(tmp_path: Path) -> None:
     path.write_text(text)
     cat = catalogue_from_wmo_csv(TAC / "station_list.csv")
     src = SynopTacSource(reference_time=datetime(2022, 3, 21, 12, tzinfo=UTC))
-    (rec,) = list(src.read(path, cat))
+    (rec,) = [r for r in src.read(path, cat) if isinstance(r, Report)]
     assert isinstance(rec, Report)
     assert rec.values["sp"] == 98740.0
     assert rec.values["msl"] / 100 == pytest.approx(1037.6, abs=1.0)

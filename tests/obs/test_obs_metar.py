@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from stratocast.obs.base import Rejection, Report, SourceFileError
+from stratocast.obs.base import Record, Rejection, Report, SourceFileError
+from stratocast.obs.harmonise import reduce_to_msl
 from stratocast.obs.sources.metar import MetarSource, qnh_to_station_pressure, split_reports
 from stratocast.obs.stations import Station, StationCatalogue
 from stratocast.testing.sources import SourceTests
@@ -19,8 +21,13 @@ needs_data = pytest.mark.skipif(
 REF = datetime(2024, 9, 8, 14, 0, tzinfo=UTC)
 
 
-def _by_id(records: list) -> dict:
-    return {r.report_id: r for r in records}
+def _by_id(records: Iterable[Record]) -> dict[str, Report | Rejection]:
+    return {r.report_id: r for r in records if isinstance(r, Report | Rejection)}
+
+
+def _records(records: Iterable[Record]) -> list[Report | Rejection]:
+    """The reports and rejections, without the text tally that ends each file."""
+    return [r for r in records if isinstance(r, Report | Rejection)]
 
 
 @needs_data
@@ -61,10 +68,17 @@ def test_hand_decoded_collective(airports: StationCatalogue) -> None:
     assert kalo["d2m"] == pytest.approx(-7.2 + 273.15)
     assert kalo["msl"] == pytest.approx(101190.0)
     assert kalo["ws10"] == pytest.approx(49 * 0.514444, rel=1e-5)  # gust ignored
-    # KMIA ... 16032G45KT ... 23/19 A3003, no SLP, no T-group: QNH stands in for msl
-    kmia = recs["collective.txt:7"].values
+    # KMIA ... 16032G45KT ... 23/19 A3003, no SLP, no T-group: A3003 is qnh, never msl; msl
+    # is reduced from the station pressure A3003 stands for, with the actual temperature
+    kmia_rec = recs["collective.txt:7"]
+    assert isinstance(kmia_rec, Report)
+    kmia = kmia_rec.values
     assert kmia["t2m"] == pytest.approx(296.15) and kmia["d2m"] == pytest.approx(292.15)
-    assert kmia["msl"] == pytest.approx(30.03 * 3386.389)
+    assert kmia["qnh"] == pytest.approx(30.03 * 3386.389)
+    sp = qnh_to_station_pressure(kmia["qnh"], kmia_rec.elevation)
+    assert kmia["sp"] == pytest.approx(sp)
+    assert kmia["msl"] == pytest.approx(reduce_to_msl(sp, 296.15, kmia_rec.elevation, 292.15))
+    assert kmia["msl"] != kmia["qnh"]
     # KAMW ... 00000KT: calm
     kamw = recs["collective.txt:23"].values
     assert kamw["ws10"] == 0.0 and kamw["wd10"] == 0.0 and kamw["u10"] == 0.0
@@ -72,7 +86,9 @@ def test_hand_decoded_collective(airports: StationCatalogue) -> None:
 
 @needs_data
 def test_malformed_lines_rejected_rest_lands(airports: StationCatalogue) -> None:
-    recs = list(MetarSource(reference_time=REF).read(DATA / "metar" / "collective.txt", airports))
+    recs = _records(
+        MetarSource(reference_time=REF).read(DATA / "metar" / "collective.txt", airports)
+    )
     rej = {r.report_id: r for r in recs if isinstance(r, Rejection)}
     assert rej["collective.txt:31"].check == "unknown_station"  # QQQQ 081354Z=
     assert "unknown station" in rej["collective.txt:31"].reason
@@ -84,7 +100,7 @@ def test_malformed_lines_rejected_rest_lands(airports: StationCatalogue) -> None
 
 @needs_data
 def test_nul_byte_rejected(airports: StationCatalogue) -> None:
-    recs = list(MetarSource(reference_time=REF).read(DATA / "metar" / "nullbyte.txt", airports))
+    recs = _records(MetarSource(reference_time=REF).read(DATA / "metar" / "nullbyte.txt", airports))
     assert len(recs) == 1
     (r,) = recs
     assert isinstance(r, Rejection) and r.report_id == "nullbyte.txt:5"
@@ -93,19 +109,21 @@ def test_nul_byte_rejected(airports: StationCatalogue) -> None:
 
 @needs_data
 def test_badchars_and_wmo_headers(airports: StationCatalogue) -> None:
-    recs = list(MetarSource(reference_time=REF).read(DATA / "metar" / "badchars.txt", airports))
+    recs = _records(MetarSource(reference_time=REF).read(DATA / "metar" / "badchars.txt", airports))
     assert [r.station_id for r in recs] == ["HKJK", "HRYR", "HUEN"]
     hryr = recs[1]
     assert isinstance(hryr, Report)
     assert hryr.values["t2m"] == pytest.approx(294.15)  # survives the UTF-8 no-break space
-    assert hryr.values["msl"] == pytest.approx(102100.0)  # Q1021
+    assert hryr.values["qnh"] == pytest.approx(102100.0)  # Q1021
+    # Kigali is ~1490 m high: above the WMO reduction's 500 m, so no msl at all
+    assert hryr.elevation > 500.0 and "msl" not in hryr.values
 
 
 @needs_data
 def test_month_rollover_from_bulletin(airports: StationCatalogue) -> None:
     # first.txt: bulletin of the 1st at 00:30, KSPS 302352Z belongs to the previous month
     src = MetarSource(reference_time=datetime(2024, 9, 1, 0, 30, tzinfo=UTC))
-    recs = list(src.read(DATA / "metar" / "first.txt", airports))
+    recs = _records(src.read(DATA / "metar" / "first.txt", airports))
     assert recs[0].time == datetime(2024, 8, 30, 23, 52, tzinfo=UTC)
     assert recs[1].time == datetime(2024, 9, 1, 0, 1, tzinfo=UTC)
 
@@ -118,8 +136,7 @@ def test_plain_file_dated_by_name(tmp_path: Path) -> None:
         "SPECI ABCD 010020Z VRB03KT CAVOK 01/M01 Q1014 NOSIG\n"
         "ABCD 010050Z NIL=\n"
     )
-    recs = list(MetarSource().read(f, cat))
-    a, b, c = recs
+    a, b, c = _records(MetarSource().read(f, cat))
     assert a.time == datetime(2024, 2, 29, 23, 50, tzinfo=UTC)  # leap day, previous month
     assert a.station_id == "S1" and a.values["ws10"] == 10.0 and a.values["u10"] == 10.0
     assert a.values["sp"] == pytest.approx(qnh_to_station_pressure(101500.0, 100.0))

@@ -18,11 +18,18 @@ DERIVED_FROM: dict[str, tuple[str, ...]] = {
     "rh2m": ("t2m", "d2m"),
     "q2m": ("d2m", "sp"),
 }
-# msl is derived only when a report has none (reduced from station pressure, reduce_to_msl).
-# Decode-time flags know which msl was derived and propagate to it; QC does not, because
-# stored rows carry no provenance and a *reported* msl must not be withdrawn because its
-# report's t2m failed a check. A derived msl still faces QC's own msl range/step checks.
-DECODE_DERIVED_FROM: dict[str, tuple[str, ...]] = {**DERIVED_FROM, "msl": ("sp", "t2m")}
+# Two derivations hold only for some reports, so they are not in DERIVED_FROM (which QC applies
+# to every row of a variable): msl is derived only when a report has none (reduced from
+# station pressure, reduce_to_msl), and sp only where the format gives QNH instead of station
+# pressure (METAR). Decode-time flags know which values were derived; QC recognises a derived
+# msl by reproducing it (qc.propagate_derived), because stored rows carry no provenance and a
+# *reported* msl must not be withdrawn because its report's t2m failed a check. Order
+# matters: sp before msl, so a flag runs qnh -> sp -> msl.
+DECODE_DERIVED_FROM: dict[str, tuple[str, ...]] = {
+    "sp": ("qnh",),
+    **DERIVED_FROM,
+    "msl": ("sp", "t2m"),
+}
 
 # Pressure reduction to mean sea level, the WMO formula for low stations (as given in the CIMO
 # Guide, WMO-No. 8, chapter on pressure, from WMO's 1964 standardisation of reduction methods):
@@ -38,6 +45,67 @@ CH = 0.12  # K per hPa of vapour pressure: the column's virtual-temperature corr
 MSL_MAX_ELEVATION = 500.0  # m
 
 _EPS = 0.622  # ratio of gas constants, dry air / water vapour
+
+# ICAO standard atmosphere (ICAO Doc 7488) below 11 km: p = p0 (1 - L h / T0)^(g0 / (R L)).
+P0 = 101325.0  # Pa at mean sea level
+_ISA_K = 0.0065 / 288.15  # L / T0, per m
+_ISA_EXP = 5.25588  # g0 / (R_d L)
+
+# Plausibility of a station pressure against the station height. ``sp · P0 / p_std(h)`` is
+# the station pressure carried to sea level through the standard atmosphere (what an
+# altimeter set to it would read at sea level): at any height it moves with the weather as
+# MSL pressure does. Outside [920, 1085] hPa it is no pressure a land station has measured
+# (the world record high is 1084.8 hPa; below 920 hPa only in the cores of the very strongest
+# tropical cyclones, whose coastal stations report MSL too, see below), so the value is a
+# coding error or the station height is wrong; msl is never derived from it.
+SP_SEA_LEVEL_MIN = 92000.0  # Pa
+SP_SEA_LEVEL_MAX = 108500.0  # Pa
+# Where the report has its own msl and the station is low enough for the reduction
+# (MSL_MAX_ELEVATION), that msl is the better witness: sp carried to sea level must be within
+# 5 hPa plus 1 hPa per 100 m of it (the standard atmosphere's column temperature differs from
+# the actual by up to ~30 K, ~0.9 hPa per 100 m). A report that passes this check is not held
+# to the absolute band, so a real cyclone with both groups stays.
+SP_MSL_TOLERANCE = 500.0  # Pa at sea level
+SP_MSL_TOLERANCE_PER_M = 1.0  # Pa per m of station height
+
+
+def standard_pressure(elevation: float) -> float:
+    """Pressure (Pa) of the ICAO standard atmosphere at ``elevation`` m (below 11 km)."""
+    # stations repeat, and this runs for every report with a station pressure: memoise
+    p = _STD_CACHE.get(elevation)
+    if p is None:
+        if len(_STD_CACHE) > 100_000:
+            _STD_CACHE.clear()
+        p = _STD_CACHE[elevation] = P0 * (1.0 - _ISA_K * elevation) ** _ISA_EXP
+    return p
+
+
+_STD_CACHE: dict[float, float] = {}
+
+
+def station_pressure_problem(sp: float, elevation: float, msl: float | None = None) -> str | None:
+    """Why ``sp`` (Pa) cannot be the station pressure of a station ``elevation`` m high; None if
+    it can (or the height is unknown). ``msl``: the report's own MSL pressure, if any."""
+    if not -500.0 <= elevation <= 9000.0:  # unknown (NaN) or no station height: no verdict
+        return None
+    std = standard_pressure(elevation)
+    sea = sp * P0 / std
+    if msl is not None and elevation <= MSL_MAX_ELEVATION:
+        tol = SP_MSL_TOLERANCE + SP_MSL_TOLERANCE_PER_M * elevation
+        if abs(sea - msl) <= tol:
+            return None
+        return (
+            f"station pressure {sp / 100:.1f} hPa at {elevation:g} m is {sea / 100:.1f} hPa at sea "
+            f"level by the standard atmosphere, {abs(sea - msl) / 100:.1f} hPa from the report's "
+            f"own msl {msl / 100:.1f} hPa (tolerance {tol / 100:.1f} hPa)"
+        )
+    if SP_SEA_LEVEL_MIN <= sea <= SP_SEA_LEVEL_MAX:
+        return None
+    return (
+        f"station pressure {sp / 100:.1f} hPa implausible at {elevation:g} m: the standard "
+        f"atmosphere gives {std / 100:.1f} hPa there, i.e. {sea / 100:.1f} hPa at sea level, "
+        f"outside [{SP_SEA_LEVEL_MIN / 100:g}, {SP_SEA_LEVEL_MAX / 100:g}] hPa"
+    )
 
 
 def saturation_vapour_pressure(t_kelvin: float) -> float:
@@ -83,9 +151,14 @@ def reduce_to_msl(
     """
     if not elevation <= MSL_MAX_ELEVATION:  # also rejects NaN
         return None
+    return _reduce(sp, t2m, elevation, None if d2m is None else saturation_vapour_pressure(d2m))
+
+
+def _reduce(sp: float, t2m: float, elevation: float, e: float | None) -> float:
+    # reduce_to_msl given the vapour pressure e (Pa), which derive() has already computed
     column = t2m + LAPSE * elevation / 2.0
-    if d2m is not None:
-        column += CH * saturation_vapour_pressure(d2m) / 100.0
+    if e is not None:
+        column += CH * e / 100.0
     return sp * 10.0 ** (KP * elevation / column)
 
 
@@ -98,30 +171,46 @@ def derive(
 
     u10/v10 from ws10 and wd10; rh2m from t2m and d2m; q2m from d2m and sp; and msl from sp
     and t2m (:func:`reduce_to_msl`) when the report has no msl and ``elevation`` (station
-    height, m; None or NaN when unknown) is given.
+    height, m; None or NaN when unknown) is given. msl is derived only from a station pressure
+    consistent with the station height (:func:`station_pressure_problem`); an inconsistent sp
+    is flagged ``consistency`` with the reason in ``flags`` (when given; QC applies the same
+    rule to every stored sp, so a caller without flags still gets it quarantined).
 
     Direction is meteorological (where the wind blows from, degrees clockwise from north), so
     u = -ws·sin(wd), v = -ws·cos(wd). A calm (0 m/s) gives u = v = 0.
     """
-    reported_msl = "msl" in values
+    reported_msl = values.get("msl")
     ws = values.get("ws10")
     wd = values.get("wd10")
     if ws is not None and wd is not None:
         values["u10"], values["v10"] = wind_components(ws, wd)
     t = values.get("t2m")
     td = values.get("d2m")
-    if t is not None and td is not None:
-        values["rh2m"] = saturation_vapour_pressure(td) / saturation_vapour_pressure(t)
+    e = None if td is None else saturation_vapour_pressure(td)  # vapour pressure, Pa
+    if t is not None and e is not None:
+        values["rh2m"] = e / saturation_vapour_pressure(t)
     sp = values.get("sp")
-    if td is not None and sp is not None:
-        e = saturation_vapour_pressure(td)
+    if e is not None and sp is not None:
         values["q2m"] = _EPS * e / (sp - (1.0 - _EPS) * e)
-    if not reported_msl and elevation is not None and sp is not None and t is not None:
-        msl = reduce_to_msl(sp, t, elevation, td)
-        if msl is not None:
-            values["msl"] = msl
+    # a known, possible station height (not NaN: QC's position check judges the others)
+    if sp is not None and elevation is not None and -500.0 <= elevation <= 9000.0:
+        # fast path of station_pressure_problem (the common, plausible case), per report
+        std = _STD_CACHE.get(elevation) or standard_pressure(elevation)
+        sea = sp * P0 / std
+        problem = None
+        if not (
+            SP_SEA_LEVEL_MIN <= sea <= SP_SEA_LEVEL_MAX
+            if reported_msl is None or elevation > MSL_MAX_ELEVATION
+            else abs(sea - reported_msl) <= SP_MSL_TOLERANCE + SP_MSL_TOLERANCE_PER_M * elevation
+        ):
+            problem = station_pressure_problem(sp, elevation, reported_msl)
+        if problem is not None:
+            if flags is not None and "sp" not in flags:
+                flags["sp"] = ("consistency", problem)
+        elif reported_msl is None and t is not None and elevation <= MSL_MAX_ELEVATION:
+            values["msl"] = _reduce(sp, t, elevation, e)
     if flags:
-        skip = ("msl",) if reported_msl else ()
+        skip = ("msl",) if reported_msl is not None else ()
         propagate_flags(values, flags, skip)
     return values
 

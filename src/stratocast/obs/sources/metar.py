@@ -7,17 +7,36 @@ compiled-regex searches. Decoded:
   ``00000KT`` (speed 0, direction 0, u = v = 0);
 * temperature/dewpoint ``TT/TdTd`` (``M`` = minus), replaced by the remark T-group
   ``TsTTTsTdTdTd`` (0.1 °C) when present;
-* pressure: remark ``SLPppp`` (sea-level pressure, 0.1 hPa) is ``msl``. Without it the altimeter
-  setting (``Annnn`` inHg, ``Qnnnn`` hPa, i.e. QNH) stands in for ``msl``. QNH reduces station
-  pressure with the ICAO standard atmosphere rather than the actual temperature column, so it
-  matches true MSL pressure to ~1 hPa at low stations but can differ by several hPa at high,
-  hot or cold ones; QC ranges are loose enough for that. Because QNH *is* station pressure run
+* pressure: ``SLPppp`` (sea-level pressure, 0.1 hPa; a US remark, also accepted in the body)
+  is ``msl``. The altimeter setting (``Annnn`` inHg, ``Qnnnn`` hPa, i.e. QNH) is ``qnh``, never
+  ``msl``: QNH carries station pressure to sea level through the ICAO standard atmosphere, not
+  the actual air column, and on the shared NWS collectives differs from the SLP remark by up to
+  1.7 hPa (up to ~20 hPa at high, cold stations). Because QNH *is* station pressure run
   through the standard atmosphere, it inverts exactly to station pressure ``sp`` given the
-  station elevation (NWS altimeter-setting formula), which is emitted too.
+  station elevation (NWS altimeter-setting formula), which is emitted too; a report without
+  SLP then gets ``msl`` only as :func:`stratocast.obs.harmonise.derive` reduces that ``sp``
+  with the actual temperature (WMO reduction, stations up to 500 m). Such an msl is derived:
+  it goes to quarantine with a quarantined qnh, sp or t2m of its report (decode-time flags,
+  and QC's ``derived`` check, which recognises it by reproducing the reduction).
+* wind: a direction above 360 or not a multiple of 10 (``90010KT``: a slipped digit) makes the
+  whole wind group untrustworthy: speed and direction are kept but flagged ``wind_group``, so
+  they reach quarantine with the reason; no u10/v10 are derived from them.
+* ``METAR COR CCCC ...`` (COR before the station, the FM 15 position) and ``CCCC ... COR``
+  (after the time) are corrections: the report id ends in ``:CCA`` so QC's ``corrected``
+  check replaces the original of the same station and time.
 
-Month and year are not in a METAR: they come from ``reference_time`` (caller) or, failing that,
-a ``YYYYMMDD`` date in the file name. A report day later than the reference (+1 day slack for
-clock skew) belongs to the previous month.
+Month and year are not in a METAR: they come from ``reference_time`` (caller or the source's
+``options`` in the ingest config) or, failing that, a date in the file name: ``YYYYMMDD`` or
+``YYYYMMDDHH[MM[SS]]`` (``2024010112.txt``, ``2024010112_metar.txt``). A report day later
+than the reference (+1 day slack for clock skew) belongs to the previous month.
+
+Text accounting: every character of the file is in a record's raw text or is framing (SOH,
+ETX, bulletin sequence numbers, WMO headings, ``METAR``/``SPECI`` lines, AWIPS ids, ``ZCZC``,
+``NNNN``, ``=``); the reader yields a :class:`~stratocast.obs.base.TextTally` last. Any other
+line starts (or continues) a report, so every non-framing character is in the raw text of a
+Report or a Rejection and the reader has no :class:`~stratocast.obs.base.Unparsed` text.
+Any exception while decoding one report (including a non-finite or complex intermediate,
+e.g. from ``Q0000``) becomes a ``decode_error`` Rejection with the exception text.
 
 Rejected as records (never silently dropped): reports containing control characters (the NUL
 byte of a corrupted transmission: everything after it is untrustworthy), malformed station or
@@ -29,12 +48,22 @@ they separate groups but carry no data.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from stratocast.obs.base import Record, Rejection, Report, SourceFileError, utc_reference
+from stratocast.errors import StratocastError
+from stratocast.obs.base import (
+    Record,
+    Rejection,
+    Report,
+    SourceFileError,
+    TextTally,
+    text_chars,
+    utc_reference,
+)
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
@@ -50,8 +79,8 @@ LEXICON: dict[str, LexiconEntry] = {
     "ff_KMH": LexiconEntry("ff (wind speed, KMH)", "km/h", "ws10"),
     "ddd": LexiconEntry("ddd (wind direction)", "degree", "wd10"),
     "SLP": LexiconEntry("RMK SLPppp", "0.1 hPa", "msl"),
-    "QNH_A": LexiconEntry("Annnn altimeter setting (QNH as msl)", "0.01 inHg", "msl"),
-    "QNH_Q": LexiconEntry("Qnnnn altimeter setting (QNH as msl)", "hPa", "msl"),
+    "QNH_A": LexiconEntry("Annnn altimeter setting (QNH)", "0.01 inHg", "qnh"),
+    "QNH_Q": LexiconEntry("Qnnnn altimeter setting (QNH)", "hPa", "qnh"),
 }
 validate_lexicon("metar", LEXICON)
 
@@ -74,14 +103,20 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _HEADER = re.compile(
     r"(?:\d{3}"  # bulletin sequence number
     r"|[A-Z]{4}\d{0,2} [A-Z]{4} \d{6}(?: [A-Z]{3})?"  # WMO abbreviated heading TTAAii CCCC YYGGgg
-    r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3})"  # report type line, AWIPS product id
+    r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3}"  # report type line, AWIPS product id
+    r"|ZCZC(?: \S+)?|NNNN)"  # start and end of a GTS message
 )
 # Station, day/time, modifiers and wind in one match: they always lead a METAR, in this order.
 _HEAD = re.compile(
     r"(?:(?:METAR|SPECI) )?(?P<st>\S+)(?: (?P<dt>\S+))?(?: NIL(?!\S))?"
-    r"(?: (?:AUTO|COR|RTD|CC[A-Z]))?"
+    r"(?: (?P<mod>AUTO|COR|RTD|CC[A-Z]))?"
     r"(?: (?P<wd>\d{3}|VRB)(?P<ws>\d{2,3})(?:G\d{2,3})?(?P<wu>KT|MPS|KMH)(?!\S))?"
 )
+_HEAD_FIELDS = ("st", "dt", "mod", "wd", "ws", "wu")
+# COR before the station (FM 15): rare, so tested apart rather than in _HEAD, where an
+# optional leading group slows every match
+_COR_STARTS = ("COR ", "METAR COR ", "SPECI COR ")
+_COR_FIRST = re.compile(r"(?:(?:METAR|SPECI) )?(COR )")
 _NIL = re.compile(r"^(?:(?:METAR|SPECI) )?\S+ \S+ NIL(?!\S)")
 _STATION = re.compile(r"[A-Z][A-Z0-9]{3}")
 _DAYTIME = re.compile(r"(\d\d)(\d\d)(\d\d)Z")
@@ -90,18 +125,52 @@ _WIND = re.compile(r"(?<!\S)(\d{3}|VRB)(\d{2,3})(?:G\d{2,3})?(KT|MPS|KMH)(?!\S)"
 _TEMP = re.compile(r"(?<!\S)(M?\d\d)/(M?\d\d)?(?!\S)(?: ([AQ])(\d{4})(?!\S))?")
 _ALTIM = re.compile(r"(?<!\S)([AQ])(\d{4})(?!\S)")
 _RMK = re.compile(r"(?<!\S)(?:SLP(\d{3})|T([01])(\d{3})(?:([01])(\d{3}))?)(?!\S)")
+_SLP = re.compile(r"(?<!\S)SLP(\d{3})(?!\S)")
 _TREND = re.compile(r" (?:TEMPO|BECMG|NOSIG)(?!\S)")
-_FILE_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
+# YYYYMMDD, optionally followed by HH, HHMM or HHMMSS, not inside a longer run of digits
+_FILE_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})((?:\d{2}){0,3})(?!\d)")
 
 
 def _temp_c(group: str) -> float:
     return -float(group[1:]) if group[0] == "M" else float(group)
 
 
+class MetarDecodeError(StratocastError, ValueError):
+    """A value of one report cannot be decoded (the report becomes a Rejection)."""
+
+
+# whole-degree groups (M99..99) -> K: a dict lookup beats the parse per report
+_KELVIN = {g: _temp_c(g) + ZERO_C for n in range(100) for g in (f"{n:02d}", f"M{n:02d}")}
+
+
 def qnh_to_station_pressure(qnh_pa: float, elevation_m: float) -> float:
-    """Invert the altimeter setting to station pressure (NWS formula, hPa internally)."""
-    a = qnh_pa / HPA
-    return (a**0.190263 - 8.417286e-5 * elevation_m) ** (1.0 / 0.190263) * HPA
+    """Invert the altimeter setting to station pressure (NWS formula, hPa internally).
+
+    Raises :class:`MetarDecodeError` where the formula has no real answer (``Q0000``, or a
+    QNH too low for the station height would give a complex power) or no finite one.
+    """
+    base = (qnh_pa / HPA) ** 0.190263 - 8.417286e-5 * elevation_m
+    if not base > 0.0:  # also NaN; a negative base gives a complex power
+        raise MetarDecodeError(
+            f"altimeter setting {qnh_pa / HPA:g} hPa has no station pressure at "
+            f"{elevation_m:g} m (standard-atmosphere inversion undefined)"
+        )
+    sp = base ** (1.0 / 0.190263) * HPA
+    if not math.isfinite(sp):
+        raise MetarDecodeError(f"altimeter setting {qnh_pa / HPA:g} hPa: station pressure {sp}")
+    return sp
+
+
+def _wind_problem(direction: str) -> str | None:
+    """Why a wind group's direction makes the group unusable, or None (VRB is fine)."""
+    if direction == "VRB":
+        return None
+    d = int(direction)
+    if d > 360:
+        return f"direction {d} outside 0-360"
+    if d % 10:
+        return f"direction {d} not a multiple of 10 degrees"
+    return None
 
 
 class _Dater:
@@ -164,11 +233,18 @@ def _decode(
             text,
         )
     clean = text if text.isascii() else " ".join(_NON_ASCII.sub(" ", text).split())
+    cor = False
+    if clean.startswith(_COR_STARTS):
+        c = _COR_FIRST.match(clean)
+        if c is not None:  # decode as if COR stood after the time; the raw text keeps it
+            clean, cor = clean[: c.start(1)] + clean[c.end(1) :], True
     head = _HEAD.match(clean)
     if head is None:  # only an empty string fails to match
         return Rejection(report_id, "malformed", "empty report", text)
     # one call for all head groups: Match.group per field is a measurable per-report cost
-    station, group, wd, ws_group, wu = head.group("st", "dt", "wd", "ws", "wu")
+    station, group, mod, wd, ws_group, wu = head.group(*_HEAD_FIELDS)
+    if cor or mod == "COR":  # a correction replaces the original (qc.check_corrections)
+        report_id += ":CCA"
     t = dater(group) if group else None
     if t is None or not _STATION.fullmatch(station):
         return _reject_head(text, report_id, station, group)
@@ -186,10 +262,16 @@ def _decode(
         )
 
     values: dict[str, float] = {}
+    bad_wind: tuple[str, float, str, str] | None = None  # (group, speed, direction, why)
     if ws_group is not None:
-        values["ws10"] = float(ws_group) * _SPEED_FACTOR[wu]
-        if wd != "VRB":  # variable direction: no direction, hence no u/v
-            values["wd10"] = float(wd)
+        # fast test first: almost every direction is VRB or a multiple of 10 up to 360
+        why = _wind_problem(wd) if wd != "VRB" and (wd[2] != "0" or wd > "360") else None
+        if why is None:
+            values["ws10"] = float(ws_group) * _SPEED_FACTOR[wu]
+            if wd != "VRB":  # variable direction: no direction, hence no u/v
+                values["wd10"] = float(wd)
+        else:
+            bad_wind = (f"{wd}{ws_group}{wu}", float(ws_group) * _SPEED_FACTOR[wu], wd, why)
     rest = clean[head.end() :]
     body, sep, rmk = rest.partition(" RMK ")
     if not sep and rest.endswith(" RMK"):
@@ -200,29 +282,35 @@ def _decode(
     if ws_group is None:  # wind not where it belongs: look for it anywhere in the body
         w = _WIND.search(body)
         if w:
-            values["ws10"] = float(w.group(2)) * _SPEED_FACTOR[w.group(3)]
-            if w.group(1) != "VRB":
-                values["wd10"] = float(w.group(1))
+            why = _wind_problem(w.group(1))
+            speed = float(w.group(2)) * _SPEED_FACTOR[w.group(3)]
+            if why is None:
+                values["ws10"] = speed
+                if w.group(1) != "VRB":
+                    values["wd10"] = float(w.group(1))
+            else:
+                bad_wind = (w.group(), speed, w.group(1), why)
     alt_kind = alt_num = None
     tt = _TEMP.search(body)
     if tt:
         t_group, td_group, alt_kind, alt_num = tt.groups()
-        values["t2m"] = _temp_c(t_group) + ZERO_C
+        values["t2m"] = _KELVIN.get(t_group) or _temp_c(t_group) + ZERO_C
         if td_group:
-            values["d2m"] = _temp_c(td_group) + ZERO_C
+            values["d2m"] = _KELVIN.get(td_group) or _temp_c(td_group) + ZERO_C
     if alt_kind is None:
         alt = _ALTIM.search(body)
         if alt:
             alt_kind, alt_num = alt.groups()
+    if "SLP" in body:  # SLPppp belongs in the remarks, but some stations put it in the body
+        s = _SLP.search(body)
+        if s:
+            values["msl"] = _slp(s.group(1))
     if rmk:
         tgroup = False
         for slp, ts, tv, ds, dv in _RMK.findall(rmk):
             if slp:
                 if "msl" not in values:
-                    tenths = int(slp)
-                    # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
-                    tenths += 10000 if tenths < 500 else 9000
-                    values["msl"] = tenths * _SLP_TENTH
+                    values["msl"] = _slp(slp)
             elif not tgroup:  # 0.1 °C precision beats the whole-degree group
                 tgroup = True
                 values["t2m"] = (-_TENTH_C if ts == "1" else _TENTH_C) * int(tv) + ZERO_C
@@ -230,16 +318,33 @@ def _decode(
                     values["d2m"] = (-_TENTH_C if ds == "1" else _TENTH_C) * int(dv) + ZERO_C
     if alt_num is not None:
         n = int(alt_num)
-        qnh = n * _ALTIMETER if alt_kind == "A" else n * HPA
-        if "msl" not in values:
-            values["msl"] = qnh
+        qnh = values["qnh"] = n * _ALTIMETER if alt_kind == "A" else n * HPA
         elev = st.elevation
         if elev == elev:  # not NaN
             values["sp"] = _station_pressure(qnh, elev)
-    if not values:
+    if not values and bad_wind is None:
         return Rejection(report_id, "no_data", "no decodable weather group", text, station, t)
+    # no decode-time flags to pass on (a wind group is judged below, and QC's consistency
+    # check judges sp against the station height with the same rule derive() applies)
     derive(values, elevation=st.elevation)
-    return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text)
+    if bad_wind is None:
+        return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text)
+    # the rejected wind group is kept for quarantine, added after derive(): no u10/v10 from it
+    group, speed, direction, why = bad_wind
+    reason = f"wind group {group!r}: {why}; speed and direction rejected together"
+    values["ws10"] = speed
+    flags = {"ws10": ("wind_group", reason)}
+    if direction != "VRB":
+        values["wd10"] = float(direction)
+        flags["wd10"] = ("wind_group", reason)
+    return Report(report_id, st.station_id, st.lat, st.lon, st.elevation, t, values, text, flags)
+
+
+def _slp(digits: str) -> float:
+    tenths = int(digits)
+    # SLPppp drops the leading 9 or 10: 036 -> 1003.6 hPa, 980 -> 998.0 hPa
+    tenths += 10000 if tenths < 500 else 9000
+    return tenths * _SLP_TENTH
 
 
 _SP_CACHE: dict[tuple[float, float], float] = {}
@@ -256,6 +361,59 @@ def _station_pressure(qnh: float, elevation: float) -> float:
     return sp
 
 
+class _Splitter:
+    """Splits a file's text into reports, counting the framing it skips (text accounting).
+
+    A report starts on a non-indented line, continues on indented lines and ends at ``=``, a
+    blank line, a new non-indented line or the end of the bulletin. Bulletin framing (SOH/ETX,
+    sequence numbers, WMO headings, AWIPS ids, ZCZC/NNNN, ``=``) is skipped and its
+    non-whitespace characters are added to :attr:`framing`, so that every character of the
+    text is either in a yielded report or in :attr:`framing`.
+    """
+
+    def __init__(self) -> None:
+        self.framing = 0
+
+    def __call__(self, text: str) -> Iterator[tuple[int, str]]:
+        parts: list[str] = []
+        start = 0
+        framing = 0
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            s = line.strip(" \t\r\x01\x03")
+            if "\x01" in line or "\x03" in line:  # SOH/ETX the strip removed are framing
+                framing += text_chars(line) - text_chars(s)
+            if not s:
+                if parts:
+                    yield start, " ".join(parts)
+                    parts = []
+                continue
+            indented = line[:1] in (" ", "\t")
+            if not (indented and parts):
+                if parts:
+                    yield start, " ".join(parts)
+                    parts = []
+                if _HEADER.fullmatch(s):
+                    framing += text_chars(s)
+                    continue
+                start = lineno
+            while "=" in s:  # '=' ends a report; rarely, two share a line
+                head, _, s = s.partition("=")
+                head = head.strip()
+                if head:
+                    parts.append(head)
+                if parts:
+                    yield start, " ".join(parts)
+                    parts = []
+                s = s.strip()
+                start = lineno
+            if s:
+                parts.append(s)
+        if parts:
+            yield start, " ".join(parts)
+        # every '=' is framing: no report text keeps one, and no heading has one
+        self.framing = framing + text.count("=")
+
+
 def split_reports(text: str) -> Iterator[tuple[int, str]]:
     """Yield (first line number, report text) from a collective or a one-per-line file.
 
@@ -263,47 +421,46 @@ def split_reports(text: str) -> Iterator[tuple[int, str]]:
     blank line, a new non-indented line or the end of the bulletin. Bulletin framing (SOH/ETX,
     sequence numbers, WMO headings, AWIPS ids) is skipped.
     """
-    parts: list[str] = []
-    start = 0
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        s = line.strip(" \t\r\x01\x03")
-        if not s:
-            if parts:
-                yield start, " ".join(parts)
-                parts = []
+    return _Splitter()(text)
+
+
+def reference_from_name(path: Path) -> tuple[datetime, bool] | None:
+    """The date (and time, when the name has an hour) a file name states, and whether it has
+    the hour: ``20240101.txt``, ``2024010112.txt``, ``2024010112_metar.txt``, ``202401011230``.
+
+    None when the name has no such stamp or it is no valid date/time.
+    """
+    for m in _FILE_DATE.finditer(path.name):
+        clock = m.group(4)
+        hh, mm, ss = (int(clock[i : i + 2] or 0) for i in (0, 2, 4))
+        try:
+            day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            when = datetime(*day, hh, mm, ss, tzinfo=UTC)
+        except ValueError:
             continue
-        indented = line[:1] in (" ", "\t")
-        if not (indented and parts):
-            if parts:
-                yield start, " ".join(parts)
-                parts = []
-            if _HEADER.fullmatch(s):
-                continue
-            start = lineno
-        while "=" in s:  # '=' ends a report; rarely, two share a line
-            head, _, s = s.partition("=")
-            head = head.strip()
-            if head:
-                parts.append(head)
-            if parts:
-                yield start, " ".join(parts)
-                parts = []
-            s = s.strip()
-            start = lineno
-        if s:
-            parts.append(s)
-    if parts:
-        yield start, " ".join(parts)
+        return when, bool(clock)
+    return None
 
 
-def reference_from_name(path: Path) -> datetime | None:
-    m = _FILE_DATE.search(path.name)
-    if m is None:
-        return None
+def _reference(value: object) -> datetime | None:
+    """The ``reference_time`` option as an aware UTC datetime: a datetime, an ISO text, or a
+    date (YAML reads ``2024-01-01`` as one), naming the option when it is none of these."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value is not None and not isinstance(value, str | datetime):
+        raise MetarConfigError(
+            f"metar source option reference_time: expected an ISO date/time, got {value!r}"
+        )
     try:
-        return datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), tzinfo=UTC)
-    except ValueError:
-        return None
+        return utc_reference(value)
+    except ValueError as err:
+        raise MetarConfigError(
+            f"metar source option reference_time: {value!r} is not an ISO date/time ({err})"
+        ) from None
+
+
+class MetarConfigError(StratocastError, ValueError):
+    """A metar source option is unusable; the message names it."""
 
 
 class MetarSource:
@@ -312,19 +469,22 @@ class MetarSource:
     name = "metar"
     lexicon = LEXICON
 
-    def __init__(self, reference_time: datetime | str | None = None) -> None:
-        self.reference_time = utc_reference(reference_time)
+    def __init__(self, reference_time: datetime | date | str | None = None) -> None:
+        self.reference_time = _reference(reference_time)
 
     def _limit(self, path: Path) -> datetime:
         if self.reference_time is not None:
             return self.reference_time + timedelta(days=1)
-        day = reference_from_name(path)
-        if day is None:
+        named = reference_from_name(path)
+        if named is None:
             raise SourceFileError(
                 f"{path}: cannot date METAR reports (they carry only day and time): name the "
-                "file with its date (YYYYMMDD.txt) or pass reference_time to the metar source"
+                "file with its date (YYYYMMDD.txt or YYYYMMDDHH.txt) or set reference_time in "
+                "the metar source's options"
             )
-        return day + timedelta(days=2)  # end of the named day, plus one day of slack
+        when, has_hour = named
+        # the named time (or the end of the named day), plus one day of slack for late reports
+        return when + timedelta(days=1 if has_hour else 2)
 
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
         path = Path(path)
@@ -340,5 +500,15 @@ class MetarSource:
         text = data.decode("latin-1")
         icao = catalogue.icao_index
         name = path.name
-        for lineno, report in split_reports(text):
-            yield _decode(report, f"{name}:{lineno}", icao, dater)
+        splitter = _Splitter()
+        for lineno, report in splitter(text):
+            try:
+                yield _decode(report, f"{name}:{lineno}", icao, dater)
+            except Exception as err:  # one bad report must not sink the file (issue 12)
+                yield Rejection(
+                    f"{name}:{lineno}",
+                    "decode_error",
+                    f"{name} line {lineno}: {type(err).__name__}: {err}",
+                    report,
+                )
+        yield TextTally(str(path), text_chars(text), splitter.framing)
