@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +22,11 @@ needs_data = pytest.mark.skipif(
 REF = datetime(2024, 9, 8, 14, 0, tzinfo=UTC)
 
 
-def _by_id(records: Iterable[Record]) -> dict[str, Report | Rejection]:
+def _by_id(records: Iterable[Record]) -> dict[str, Any]:  # Report or Rejection
     return {r.report_id: r for r in records if isinstance(r, Report | Rejection)}
 
 
-def _records(records: Iterable[Record]) -> list[Report | Rejection]:
+def _records(records: Iterable[Record]) -> list[Any]:  # Report or Rejection
     """The reports and rejections, without the text tally that ends each file."""
     return [r for r in records if isinstance(r, Report | Rejection)]
 
