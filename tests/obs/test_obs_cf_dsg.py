@@ -603,3 +603,36 @@ def test_weatherreal_file_of_the_verify_writer(
                 assert r.values[var] == pytest.approx(verify_values[key], abs=1e-6)
                 n += 1
     assert n > 0.95 * len(verify)
+
+
+def test_cell_methods_over_time(tmp_path: Path) -> None:
+    path = tmp_path / "cm.nc"
+    ds = xr.Dataset(
+        {"ta": (("obs",), [280.0]), "tmax": (("obs",), [285.0]), "p": (("obs",), [1000.0])},
+        coords={
+            "time": ("obs", np.array(["2017-01-01T00"], dtype="datetime64[ns]")),
+            "lat": ("obs", [10.0]),
+            "lon": ("obs", [20.0]),
+        },
+        attrs={"featureType": "point"},
+    )
+    ds["ta"].attrs.update(standard_name="air_temperature", units="K", cell_methods="area: point")
+    ds["tmax"].attrs.update(
+        standard_name="air_temperature", units="K", cell_methods="area: point time: maximum"
+    )
+    ds["p"].attrs.update(
+        standard_name="surface_air_pressure", units="hPa", cell_methods="time: point"
+    )
+    ds.to_netcdf(path)
+    skipped, report = _decode(CfDsgSource(), path)
+    assert isinstance(skipped, Rejection) and skipped.report_id == "cm.nc:tmax"
+    assert skipped.check == "skipped_variable" and "time: maximum" in skipped.reason
+    assert isinstance(report, Report) and report.values["t2m"] == 280.0
+    assert report.values["sp"] == pytest.approx(100000.0)
+    # mapped explicitly, the daily maximum is read (the user's call), the other t2m goes
+    only_max = CfDsgSource(variables={"tmax": {"variable": "t2m"}})
+    recs = {r.report_id: r for r in _decode(only_max, path)}
+    dup = recs["cm.nc:ta"]
+    assert isinstance(dup, Rejection) and dup.check == "duplicate_variable"
+    rep = recs["cm.nc:obs=0"]
+    assert isinstance(rep, Report) and rep.values["t2m"] == 285.0

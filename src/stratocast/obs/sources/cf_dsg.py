@@ -34,11 +34,13 @@ Accounting: one observation element (a station at a time) is one record, id
 becomes a Report or a Rejection (``bad_time``, ``unknown_station``, ``bad_position``,
 ``no_data``), except the padding of the multidimensional layouts (elements with no value
 and, incomplete layout, no time), which CF defines as absent data, not records. A data
-variable that cannot be decoded (units Pint does not know or the wrong dimension, a
-non-instantaneous ``cell_methods``, a second variable for the same target, dimensions not of
-the layout) is one Rejection ``file:<variable>`` saying why its values are not stored, and
-the other variables still land. A file that is not NetCDF, has no time variable, or whose
-layout cannot be told raises :class:`SourceFileError`.
+variable that cannot be decoded is one Rejection ``file:<variable>`` saying why its values are
+not stored, and the other variables still land: units Pint does not know or of the wrong
+dimension (``unknown_units``); a ``cell_methods`` over time other than ``time: point`` (a
+maximum, a mean: ``skipped_variable``, unless the ``variables`` option maps it); a second
+variable for the same target (``duplicate_variable``); dimensions not of the layout. A file
+that is not NetCDF, has no time variable, or whose layout cannot be told raises
+:class:`SourceFileError`.
 
 Derived variables come from :func:`stratocast.obs.harmonise.derive`; reported ones are kept.
 ``valid_min``/``valid_max``/``valid_range`` are not applied: out-of-range values reach QC,
@@ -48,6 +50,7 @@ which quarantines them with a reason instead of losing them as missing.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -137,7 +140,8 @@ _ALT = (
 )
 _ID_NAMES = ("station_id", "stationId", "station", "stationName", "station_name", "platform_id")
 _TIME_NAMES = ("time", "valid_time", "timeObs", "obs_time", "observationTime")
-_INSTANT = ("time: point",)
+# the method over time in a cell_methods attribute ("time: point", "area: mean time: maximum")
+_TIME_METHOD = re.compile(r"\btime\s*:\s*(\w+)")
 
 LEXICON: dict[str, LexiconEntry] = {
     std: LexiconEntry(std, VARIABLES[var].units, var) for std, var in STANDARD_NAMES.items()
@@ -444,8 +448,9 @@ class CfDsgSource:
         kept: list[_Var] = []
         problems: list[tuple[str, str, str]] = []
         by_target: dict[str, str] = {}
-        for v in ds.variables:
-            name = str(v)
+        # variables the 'variables' option names first: they win their target over a match
+        names = sorted(map(str, ds.variables), key=lambda v: v not in self.explicit)
+        for name in names:
             if name in used:
                 continue
             da = ds[name]
@@ -453,11 +458,16 @@ class CfDsgSource:
             if target is None:
                 continue
             var, unit = target
-            methods = str(da.attrs.get("cell_methods", "")).strip()
-            if methods and methods not in _INSTANT:
-                problems.append(
-                    (name, "skipped_variable", f"cell_methods {methods!r}: not an instant {var}")
+            methods = str(da.attrs.get("cell_methods", ""))
+            over_time = _TIME_METHOD.search(methods)
+            # a maximum, mean or sum over time is not the instant value; a variable mapped by
+            # the 'variables' option is the user's call
+            if over_time and over_time.group(1) != "point" and name not in self.explicit:
+                reason = (
+                    f"cell_methods {methods.strip()!r}: not an instantaneous {var} (map it with "
+                    "the 'variables' option to read it anyway)"
                 )
+                problems.append((name, "skipped_variable", reason))
                 continue
             if var in by_target:
                 problems.append(
