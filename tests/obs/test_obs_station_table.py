@@ -26,7 +26,7 @@ from stratocast.obs.isd_history import load_isd_history
 from stratocast.obs.registry import get_source
 from stratocast.obs.sources.isd_lite import IsdLiteSource
 from stratocast.obs.sources.station_table import TableOptionError, TableSource
-from stratocast.obs.stations import StationCatalogue
+from stratocast.obs.stations import Station, StationCatalogue
 from stratocast.obs.store import read_observations, read_quarantine
 from stratocast.testing.sources import SourceTests
 
@@ -387,6 +387,13 @@ def test_local_time_zone_and_format(tmp_path: Path) -> None:
     )
     first, second = _decode(src, path)
     assert isinstance(first, Report) and first.time == datetime(2017, 7, 1, 23, tzinfo=UTC)
+    epoch = tmp_path / "epoch.csv"
+    epoch.write_text("station,valid,t\nA,1499036400,1.0\nA,14990364OO,2.0\n")
+    cat = StationCatalogue([Station("A", 1.0, 2.0, 3.0)])
+    src = TableSource(time_format="epoch", columns={"t": {"variable": "t2m", "units": "degC"}})
+    good, bad = _decode(src, epoch, cat)
+    assert isinstance(good, Report) and good.time == datetime(2017, 7, 2, 23, tzinfo=UTC)
+    assert isinstance(bad, Rejection) and bad.check == "bad_time" and "epoch" in bad.reason
     assert first.values == {"t2m": pytest.approx(283.65)} and math.isnan(first.elevation)
     assert isinstance(second, Rejection) and second.check == "no_data"
 
@@ -428,3 +435,35 @@ def test_run_config_ingest_accounting(
 def test_config_rejects_unknown_source_name() -> None:
     with pytest.raises(ConfigError, match="unknown source 'tabel'"):
         parse_config(IngestConfig, {"sources": [{"name": "tabel", "paths": ["x"]}]}, "r.yaml")
+
+
+def test_bad_options_in_a_run_are_file_errors(tmp_path: Path) -> None:
+    """A config whose column map does not convert fails its files with the option named; the
+    run's other sources still land."""
+    path = tmp_path / "x.csv"
+    path.write_text("station,valid,lat,lon,t\nA,2017-01-01T00:00,1,2,1.5\n")
+    good = tmp_path / "y.csv"
+    good.write_text("station,valid,lat,lon,t\nA,2017-01-01T01:00,1,2,2.5\n")
+    pos = {"lat": "lat", "lon": "lon"}
+    cfg = parse_config(
+        IngestConfig,
+        {
+            "sources": [
+                {
+                    "name": "table",
+                    "paths": [str(path)],
+                    "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "kt"}}},
+                },
+                {
+                    "name": "table",
+                    "paths": [str(good)],
+                    "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "degC"}}},
+                },
+            ]
+        },
+        "run.yaml",
+    )
+    acc = ingest(cfg, tmp_path / "store", None, progress=False)
+    (err,) = acc.file_errors
+    assert err.path == str(path) and "options.columns.t.units" in err.error
+    assert acc.sources["table"].files_failed == 1 and acc.sources["table"].reports_stored == 1

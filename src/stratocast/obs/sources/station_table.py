@@ -36,7 +36,8 @@ numeric. Every data row becomes exactly one Report or Rejection, with id ``file:
 the physical line, header = line 1; Parquet: ``file:row`` counting data rows from 1):
 
 * ``malformed_row``: a CSV row with more or fewer fields than the header;
-* ``bad_time``: a time that does not parse (ISO 8601 by default, or ``time_format``);
+* ``bad_time``: a time that does not parse (ISO 8601 by default, or ``time_format``: a
+  :func:`~datetime.datetime.strptime` format, or ``epoch`` for seconds since 1970 UTC);
 * ``bad_value``: a mapped cell that is neither a number nor a missing token (names the column);
 * ``bad_position``: a position cell that does not parse or is out of range;
 * ``unknown_station``: no position columns (or missing cells) and the station is in no
@@ -343,6 +344,8 @@ class TableSource:
 
     def _parse_time(self, text: str) -> datetime:
         text = text.strip()
+        if self.time_format == "epoch":  # seconds since 1970-01-01 UTC (Unix time)
+            return datetime.fromtimestamp(float(text), tz=UTC)
         if self.time_format is not None:
             t = datetime.strptime(text, self.time_format)
         else:
