@@ -85,39 +85,56 @@ def _pair_terms(
         shape = np.broadcast_shapes(ens.shape[:-1], obs.shape)
     except ValueError as exc:
         raise ValueError(f"ensemble {ens.shape} (members last) and obs {obs.shape}: {exc}") from exc
-    check_no_inf(ens, "ensemble")
+    finite = np.isfinite(ens)
+    if not finite.all():  # only then can an inf hide among the NaNs: skip the pass otherwise
+        check_no_inf(ens, "ensemble")
     check_no_inf(obs, "obs")
     ens = np.broadcast_to(ens, (*shape, m))
     obs = np.broadcast_to(obs, shape)
-    finite = np.isfinite(ens)
-    count = finite.sum(axis=-1)
+    finite = np.broadcast_to(finite, (*shape, m))
     wanted = np.isfinite(obs)
     if mask is not None:
         wanted = wanted & np.broadcast_to(np.asarray(mask, dtype=bool), shape)
-    valid = wanted & (count == m if missing_members == "drop_pair" else count >= 2)
-    member = finite & valid[..., None]
-    mf = np.where(valid, count, m).astype(np.float64)  # M′ (M where not scored: no 0/0)
-    # Zero-fill what does not count so no NaN reaches the arithmetic; invalid pairs are
-    # masked out of the sums, and a missing member of a valid pair sorts last with rank
-    # weight 0 (the weights 2k − M′ − 1 run over its M′ finite members only).
-    x = np.where(member, ens, 0.0)
+    if missing_members == "drop_pair":
+        valid = wanted & finite.all(axis=-1)
+    else:
+        count = finite.sum(axis=-1)
+        valid = wanted & (count >= 2)
     y = np.where(valid, obs, 0.0)
-    accuracy = np.where(member, np.abs(x - y[..., None]), 0.0).sum(axis=-1) / mf
-    order = np.sort(np.where(member, x, np.inf), axis=-1)  # missing members last
-    order = np.where(np.isfinite(order), order, 0.0)
-    k = np.arange(1, m + 1)
-    ranks = np.where(k <= mf[..., None], 2.0 * k - mf[..., None] - 1.0, 0.0)
-    spread_sum = 2.0 * (order * ranks).sum(axis=-1)
-    mean = x.sum(axis=-1) / mf
-    dev = np.where(member, x - mean[..., None], 0.0)
+    if missing_members == "drop_pair":
+        # Every scored pair has all M members: the plain formulas (zero-filled elsewhere).
+        x = np.where(valid[..., None], ens, 0.0)
+        mf: FloatArray | float = float(m)
+        accuracy = np.abs(x - y[..., None]).mean(axis=-1)
+        ranks = 2.0 * np.arange(1, m + 1) - m - 1.0
+        spread_sum = 2.0 * (np.sort(x, axis=-1) * ranks).sum(axis=-1)
+        mean = x.mean(axis=-1)
+        variance = x.var(axis=-1, ddof=1)
+    else:
+        member = finite & valid[..., None]
+        counts = np.where(valid, count, m).astype(np.float64)  # M′ (M where not scored)
+        mf = counts
+        # Zero-fill what does not count so no NaN reaches the arithmetic; a missing member
+        # of a valid pair sorts last with rank weight 0 (the weights 2k − M′ − 1 run over
+        # its M′ finite members only).
+        x = np.where(member, ens, 0.0)
+        accuracy = np.where(member, np.abs(x - y[..., None]), 0.0).sum(axis=-1) / mf
+        order = np.sort(np.where(member, x, np.inf), axis=-1)  # missing members last
+        order = np.where(np.isfinite(order), order, 0.0)
+        k = np.arange(1, m + 1)
+        ranks = np.where(k <= counts[..., None], 2.0 * k - counts[..., None] - 1.0, 0.0)
+        spread_sum = 2.0 * (order * ranks).sum(axis=-1)
+        mean = x.sum(axis=-1) / mf
+        dev = np.where(member, x - mean[..., None], 0.0)
+        variance = (dev * dev).sum(axis=-1) / (mf - 1.0)
     terms = {
         "crps_ecdf": accuracy - spread_sum / (2.0 * mf * mf),
         "crps_fair": accuracy - spread_sum / (2.0 * mf * (mf - 1.0)),
-        "variance": (dev * dev).sum(axis=-1) / (mf - 1.0),
+        "variance": variance,
         "mean_sq_err": (mean - y) ** 2,
         "mean_err": mean - y,
-        "inv_members": 1.0 / mf,
-        "members_missing": (m - mf),
+        "inv_members": np.broadcast_to(1.0 / mf, shape),
+        "members_missing": np.broadcast_to(m - mf, shape),
         "pairs_dropped_members": (wanted & ~valid).astype(np.float64),
     }
     return terms, valid
