@@ -623,11 +623,14 @@ def test_cell_methods_over_time(tmp_path: Path) -> None:
     ds["p"].attrs.update(
         standard_name="surface_air_pressure", units="hPa", cell_methods="time: point"
     )
+    # the sensor height (CF's scalar "height" coordinate) is not the station's altitude
+    ds.coords["height"] = ((), 2.0, {"standard_name": "height", "units": "m", "positive": "up"})
     ds.to_netcdf(path)
     skipped, report = _decode(CfDsgSource(), path)
     assert isinstance(skipped, Rejection) and skipped.report_id == "cm.nc:tmax"
     assert skipped.check == "skipped_variable" and "time: maximum" in skipped.reason
     assert isinstance(report, Report) and report.values["t2m"] == 280.0
+    assert math.isnan(report.elevation)
     assert report.values["sp"] == pytest.approx(100000.0)
     # mapped explicitly, the daily maximum is read (the user's call), the other t2m goes
     only_max = CfDsgSource(variables={"tmax": {"variable": "t2m"}})

@@ -136,7 +136,8 @@ _LAT = ({"latitude"}, ("lat", "latitude", "Latitude", "LAT", "stationLatitude"))
 _LON = ({"longitude"}, ("lon", "longitude", "Longitude", "LON", "stationLongitude"))
 _ALT = (
     {"altitude", "surface_altitude", "height_above_mean_sea_level", "station_elevation"},
-    ("alt", "altitude", "elevation", "elev", "stationElevation", "height"),
+    # not "height": in CF station files that is the sensor's height above ground (2 m, 10 m)
+    ("alt", "altitude", "elevation", "elev", "stationElevation"),
 )
 _ID_NAMES = ("station_id", "stationId", "station", "stationName", "station_name", "platform_id")
 _TIME_NAMES = ("time", "valid_time", "timeObs", "obs_time", "observationTime")
