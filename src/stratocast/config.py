@@ -139,7 +139,14 @@ def _expanded_nodes(root: yaml.Node, limit: int, where: str) -> int:
     return walk(root)
 
 
-def _yaml_message(err: yaml.YAMLError, where: str) -> str:
+def _yaml_message(err: yaml.YAMLError, text: str, where: str) -> str:
+    if isinstance(err, yaml.reader.ReaderError):  # a character YAML does not allow
+        pos = err.position
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        return (
+            f"cannot parse YAML in {where}:{line}:{col}: unacceptable character "
+            f"#x{err.character:04x} ({err.reason})"
+        )
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None)
     if mark is None or problem is None:
@@ -151,19 +158,21 @@ def _yaml_message(err: yaml.YAMLError, where: str) -> str:
 
 def parse_yaml_text(text: str, where: str) -> Any:
     """Compose ``text`` (safe tags only), measure its alias expansion, then construct it."""
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks every character already
         node = loader.get_single_node()
         if node is None:
             return None
         _expanded_nodes(node, MAX_EXPANDED_NODES, where)
         return loader.construct_document(node)
     except yaml.YAMLError as err:
-        raise ConfigError(_yaml_message(err, where)) from None
+        raise ConfigError(_yaml_message(err, text, where)) from None
     except RecursionError:
         raise ConfigError(f"cannot parse YAML in {where}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -84,21 +84,25 @@ def _one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(no message)"
 
 
-def _os_error(err: OSError) -> str:
-    """``ENOSPC: No space left on device: /x/y`` from any OSError, with the path(s) it names."""
+def _os_error(err: OSError, workdir: Path | None) -> str:
+    """``ENOSPC: No space left on device: /x/y`` from any OSError, with the path(s) it names;
+    when it names none (pyarrow, zarr and numcodecs often drop it), the run's workdir."""
     code = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
-    what = err.strerror or str(err)
+    what = _one_line(err.strerror or str(err))
     paths = [p for p in (err.filename, err.filename2) if p is not None]
-    where = ": " + " -> ".join(str(p) for p in paths) if paths else ""
+    if paths:
+        where = ": " + " -> ".join(str(p) for p in paths)
+    else:
+        where = f" (in the run's workdir {workdir})" if workdir is not None else ""
     return f"{code + ': ' if code else ''}{what}{where}"
 
 
-def _describe(err: BaseException) -> tuple[str, int]:
+def _describe(err: BaseException, workdir: Path | None = None) -> tuple[str, int]:
     """The one-line message and exit code for an error that ended a command."""
     if isinstance(err, StratocastError):  # before OSError: some project errors are OSErrors
         return f"error: {_one_line(str(err))}", 2
     if isinstance(err, OSError):
-        return f"error: {_os_error(err)}", 2
+        return f"error: {_os_error(err, workdir)}", 2
     if isinstance(err, ValidationError):  # a config built outside load_config (e.g. slurm flags)
         return f"error: {_one_line(format_validation(err, 'arguments'))}", 2
     if isinstance(err, yaml.YAMLError):
@@ -109,12 +113,14 @@ def _describe(err: BaseException) -> tuple[str, int]:
     return f"internal error: {type(err).__name__}: {quote(str(err), 300)} (rerun with --debug)", 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, where: list[Path]) -> int:
+    """Run the command; ``where`` receives the run's workdir once the config is loaded."""
     if args.command == "slurm":
         return slurm.command(args)
     if args.command == "verify" and args.forecast is not None:
         return stages.verify_paths_command(args)
     cfg, paths = load_run(args.config, args.workdir)
+    where.append(paths.workdir)
     progress = not args.no_progress
     if args.command == "verify" and args.analysis is not None:
         analysis = {"analysis": str(args.analysis)}
@@ -132,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure ends here: one line on stderr and exit 2 (1: a bug),
     the traceback too with ``--debug``."""
     args = _parser().parse_args(argv)
+    where: list[Path] = []
     try:
-        return _run(args)
+        return _run(args, where)
     except Preempted as stop:
         # Checkpointed on SIGTERM/SIGUSR1: the requeue code tells the launcher to run us again.
         print(f"stratocast {args.command}: {stop}", file=sys.stderr)
@@ -141,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as err:
         if args.debug:
             traceback.print_exc()
-        message, code = _describe(err)
+        message, code = _describe(err, where[0] if where else None)
         print(f"stratocast {args.command}: {message}", file=sys.stderr)
         return code
 

@@ -173,28 +173,21 @@ def add_verify_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def verify_paths_command(args: argparse.Namespace) -> int:
-    """Run the ``--forecast/--obs/--reference`` form; 2 with a message on bad input."""
-    import sys
-
-    from stratocast.verify.matching import VerifyInputError
+    """Run the ``--forecast/--obs/--reference`` form. Bad input raises (a StratocastError,
+    an OSError): ``cli.main`` reports it in one line with exit 2, like every other command."""
     from stratocast.verify.run import verify_paths
 
     if args.obs is None:
-        print("stratocast verify: error: --forecast needs --obs", file=sys.stderr)
-        return 2
-    try:
-        result = verify_paths(
-            args.forecast,
-            args.obs,
-            args.reference,
-            args.out,
-            None,
-            args.stations,
-            Path(args.analysis) if args.analysis is not None else None,
-        )
-    except VerifyInputError as err:
-        print(f"stratocast verify: error: {err}", file=sys.stderr)
-        return 2
+        raise StageError("--forecast needs --obs (the observations to score against)")
+    result = verify_paths(
+        args.forecast,
+        args.obs,
+        args.reference,
+        args.out,
+        None,
+        args.stations,
+        Path(args.analysis) if args.analysis is not None else None,
+    )
     skipped = result.attrs.get("skipped", {})
     for var, why in skipped.items() if isinstance(skipped, dict) else ():
         print(f"skipped {var}: {why}")

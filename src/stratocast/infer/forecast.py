@@ -14,7 +14,7 @@ import xarray as xr
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from stratocast.config import ComponentConfig
+from stratocast.config import BATCH_MAX, HORIZON_HOURS_MAX, ComponentConfig, count
 from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.loader.dataset import ShardStore, clock_features
 from stratocast.models.base import ForecastModel
@@ -27,9 +27,9 @@ from stratocast.vocab.variables import get as get_variable
 class ForecastConfig(ComponentConfig):
     start: str = "2000-11-16T00"
     end: str = "2000-12-28T12"
-    init_hours: list[int] = Field(default=[0, 12])
-    horizon_hours: int = Field(default=72, ge=0)
-    batch_size: int = Field(default=16, ge=1)
+    init_hours: list[int] = Field(default=[0, 12], max_length=24)
+    horizon_hours: int = count(72, ge=0, le=HORIZON_HOURS_MAX)
+    batch_size: int = count(16, le=BATCH_MAX)
 
     @model_validator(mode="after")
     def _check(self) -> ForecastConfig:

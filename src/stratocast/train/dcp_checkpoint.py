@@ -52,7 +52,7 @@ from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.planner import ReadItem
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from stratocast.config import ComponentConfig, quote
+from stratocast.config import STEPS_MAX, ComponentConfig, count, quote
 from stratocast.errors import StratocastError
 from stratocast.train.parallel import DistInfo
 from stratocast.train.preempt import REQUEUE_EXIT_CODE
@@ -63,8 +63,8 @@ _TMP_PREFIX = ".tmp-step-"
 
 
 class CheckpointConfig(ComponentConfig):
-    every: int = Field(default=250, ge=0)  # steps between periodic saves; 0: only end/signal
-    keep: int = Field(default=2, ge=1)  # complete checkpoints kept (the newest)
+    every: int = count(250, ge=0, le=STEPS_MAX)  # steps between periodic saves; 0: only end/signal
+    keep: int = count(2, le=10_000)  # complete checkpoints kept (the newest)
     # dcp.async_save on GPUs (training continues while the previous state is written);
     # always synchronous on CPU, where staging the copy would cost as much as writing it.
     async_save: bool = True

@@ -24,12 +24,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from tqdm import tqdm
 
-from stratocast.config import ComponentConfig
+from stratocast.config import (
+    BATCH_MAX,
+    STEPS_MAX,
+    WORKERS_MAX,
+    ComponentConfig,
+    count,
+    format_validation,
+)
 from stratocast.loader.dataset import ShardStore, WindowSpec
 from stratocast.loader.pipeline import FieldSpec, PipelineLoader
 from stratocast.loader.prefetch import PrefetchLoader
@@ -43,6 +50,7 @@ from stratocast.train.dcp_checkpoint import (
     CheckpointConfig,
     Checkpointer,
     ResumeError,
+    checkpoint_dir,
     complete_steps,
     set_rng_state,
 )
@@ -60,9 +68,9 @@ from stratocast.train.preempt import Preempted, PreemptionFlag
 
 class ModelConfig(ComponentConfig):
     name: str = "obs2grid"
-    hidden: int = Field(default=32, ge=4)
-    blocks: int = Field(default=4, ge=1)
-    kernel_widths_km: list[float] = Field(default=[300.0, 900.0], min_length=1)
+    hidden: int = count(32, ge=4, le=65_536)  # channels; 65k is beyond any GPU
+    blocks: int = count(4, le=1_000)
+    kernel_widths_km: list[float] = Field(default=[300.0, 900.0], min_length=1, max_length=64)
 
     def options(self) -> dict[str, Any]:
         return {
@@ -78,34 +86,34 @@ class TrainConfig(ComponentConfig):
     train_end: str = "2000-10-31T18"
     val_start: str = "2000-11-01T00"
     val_end: str = "2000-11-15T18"
-    steps: int = Field(default=1200, ge=1)
-    batch_size: int = Field(default=8, ge=1)  # micro-batch: samples per process per pass
-    grad_accum: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    steps: int = count(1200, le=STEPS_MAX)
+    batch_size: int = count(8, le=BATCH_MAX)  # micro-batch: samples per process per pass
+    grad_accum: int = count(1, le=BATCH_MAX)  # micro-batches per optimizer step
     # Optional statement of batch_size x grad_accum x world size, checked when given.
-    global_batch: int | None = Field(default=None, ge=1)
+    global_batch: int | None = count(None, le=BATCH_MAX * WORKERS_MAX)
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
-    warmup_steps: int = Field(default=50, ge=0)
+    warmup_steps: int = count(50, ge=0, le=STEPS_MAX)
     grad_clip: float = Field(default=1.0, gt=0)
-    history: int = Field(default=2, ge=1)
-    rollout: int = Field(default=4, ge=1)
+    history: int = count(2, le=10_000)  # observation windows
+    rollout: int = count(4, le=10_000)  # model steps per sample
     # The rollout length grows from 1 to ``rollout`` over this fraction of training: short
     # rollouts first teach the one-step tendency, long ones then teach stability.
     rollout_ramp: float = Field(default=0.6, ge=0, le=1)
-    prefetch_depth: int = Field(default=4, ge=1)
+    prefetch_depth: int = count(4, le=1_024)
     # "memory": the shards read once into host memory, batches gathered there (small data);
     # "stream": batches read from the shards per step by the multi-level pipeline
     # (stratocast.loader.pipeline: reader threads, bounded buffer pool, fused normalisation),
     # for data larger than memory. Both deliver bit-identical batches.
     loader: Literal["memory", "stream"] = "memory"
-    loader_readers: int = Field(default=2, ge=1)
-    threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    loader_readers: int = count(2, le=WORKERS_MAX)
+    threads: int = count(0, ge=0, le=WORKERS_MAX)  # 0: leave torch's default
     # bf16 compute with fp32 master weights (autocast); the optimizer always steps fp32.
     # On CPUs with AVX512-BF16/AMX and on GPUs it is ~1.5-2x faster than fp32.
     precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
-    log_every: int = Field(default=50, ge=1)
-    val_every: int = Field(default=0, ge=0)  # validation RMSE every N steps; 0: at the end
+    log_every: int = count(50, le=STEPS_MAX)
+    val_every: int = count(0, ge=0, le=STEPS_MAX)  # validation RMSE every N steps; 0: at the end
     tensorboard: bool = True
     parallel: ParallelConfig = ParallelConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -415,8 +423,13 @@ def _resume(run: _Run, from_step: int | None) -> None:
         torch.manual_seed(_noise_seed(run.cfg.seed, run.dist.rank))
         return
     restored = run.ckpt.restore(step, run.module, run.opt, run.cfg.batch_size)
-    saved = restored.meta["train_config"]
-    saved_cfg = TrainConfig.model_validate(saved)
+    try:  # meta.json is data: a damaged or foreign one is named, not a traceback
+        saved_cfg = TrainConfig.model_validate(restored.meta["train_config"])
+    except KeyError:
+        raise ResumeError(f"{checkpoint_dir(root, step) / 'meta.json'}: no train_config") from None
+    except ValidationError as err:
+        where = f"{checkpoint_dir(root, step) / 'meta.json'} (train_config)"
+        raise ResumeError(format_validation(err, where)) from None
     mine, theirs = _learning_fields(run.cfg), _learning_fields(saved_cfg)
     differ = sorted(k for k in mine if mine[k] != theirs.get(k))
     if differ:
@@ -580,7 +593,7 @@ def train(
     it saves at the next step boundary and raises :class:`Preempted` (exit code inside).
     """
     if fresh and from_step is not None:
-        raise ValueError("--fresh and --from-step exclude each other")
+        raise ResumeError("--fresh and --from-step exclude each other")
     dist_info = init_distributed(cfg.parallel)
     try:
         out.mkdir(parents=True, exist_ok=True)
