@@ -31,7 +31,7 @@ from stratocast.gridded import lexicon
 from stratocast.gridded.errors import GriddedFileError
 from stratocast.gridded.lexicon import ISOBARIC, Entry, GribKey, LevelTarget, Target
 from stratocast.gridded.skipped import SkipLog
-from stratocast.gridded.steps import format_step
+from stratocast.gridded.steps import format_step, step_hint
 from stratocast.vocab.units import UnitConversionError
 from stratocast.vocab.variables import VARIABLES
 
@@ -307,7 +307,8 @@ def _duplicate(path: Path, old: _Field, new: _Field, skipped: SkipLog) -> bool:
         raise GriddedFileError(
             path,
             f"{new.where} gives {slot} at step {b}, {old.where} at step {a}: select one with "
-            f"open_gridded(..., step=...) (a timedelta or hours, e.g. step={b!r})",
+            f"open_gridded(..., step=...) (hours or a timedelta: step={step_hint(old.step)} "
+            f"or step={step_hint(new.step)})",
         )
     if old.units == new.units and np.array_equal(old.values, new.values, equal_nan=True):
         skipped.add(new.canonical, f"identical repeat of {old.where}", new.where)

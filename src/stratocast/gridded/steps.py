@@ -33,3 +33,9 @@ def format_step(step: np.timedelta64) -> str:
     """``6h``, ``90min``: how error messages and the skip list print a step."""
     minutes = int(np.timedelta64(step, "ns") / np.timedelta64(1, "m"))
     return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
+
+
+def step_hint(step: np.timedelta64) -> str:
+    """``step`` as the ``step=`` argument would take it, for error messages: ``24``, ``0.25``."""
+    hours = float(np.timedelta64(step, "ns") / np.timedelta64(1, "h"))
+    return f"{hours:g}"
