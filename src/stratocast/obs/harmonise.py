@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 
+import numpy as np
+
+from stratocast.errors import StratocastError
+
 # Which inputs each derived variable is computed from (used for flag propagation here and
 # for quarantine propagation in QC).
 DERIVED_FROM: dict[str, tuple[str, ...]] = {
@@ -81,6 +85,67 @@ def standard_pressure(elevation: float) -> float:
 
 
 _STD_CACHE: dict[float, float] = {}
+
+
+class PressureConversionError(StratocastError, ValueError):
+    """A pressure conversion has no real, finite answer for its input (e.g. ``Q0000``)."""
+
+
+def qnh_to_station_pressure(qnh_pa: float, elevation_m: float) -> float:
+    """Invert an altimeter setting (QNH, Pa) to station pressure (Pa) at ``elevation_m``.
+
+    The NWS altimeter-setting formula (hPa internally): QNH is station pressure carried to sea
+    level through the ICAO standard atmosphere, so this is exact given the barometer height.
+    Raises :class:`PressureConversionError` where the formula has no real answer (``Q0000``,
+    or a QNH too low for the station height would give a complex power) or no finite one.
+    """
+    base = (qnh_pa / 100.0) ** 0.190263 - 8.417286e-5 * elevation_m
+    if not base > 0.0:  # also NaN; a negative base gives a complex power
+        raise PressureConversionError(
+            f"altimeter setting {qnh_pa / 100.0:g} hPa has no station pressure at "
+            f"{elevation_m:g} m (standard-atmosphere inversion undefined)"
+        )
+    sp = base ** (1.0 / 0.190263) * 100.0
+    if not math.isfinite(sp):
+        raise PressureConversionError(
+            f"altimeter setting {qnh_pa / 100.0:g} hPa: station pressure {sp}"
+        )
+    return sp
+
+
+def qnh_to_station_pressure_array(qnh: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+    """:func:`qnh_to_station_pressure` over arrays; NaN where it has no real answer."""
+    with np.errstate(invalid="ignore"):
+        base = (qnh / 100.0) ** 0.190263 - 8.417286e-5 * elevation
+        return np.where(base > 0.0, np.abs(base) ** (1.0 / 0.190263) * 100.0, np.nan)
+
+
+def reduce_to_msl_array(
+    sp: np.ndarray, t2m: np.ndarray, elevation: np.ndarray, d2m: np.ndarray
+) -> np.ndarray:
+    """:func:`reduce_to_msl` over arrays (NaN d2m: no vapour term; NaN above 500 m)."""
+    tc = d2m - 273.15
+    e = np.where(np.isnan(d2m), 0.0, 610.94 * np.exp(17.625 * tc / (tc + 243.04)))
+    column = t2m + LAPSE * elevation / 2.0 + CH * e / 100.0
+    out = sp * 10.0 ** (KP * elevation / column)
+    return np.where(elevation <= MSL_MAX_ELEVATION, out, np.nan)
+
+
+def station_pressure_problems(sp: np.ndarray, elevation: np.ndarray, msl: np.ndarray) -> np.ndarray:
+    """:func:`station_pressure_problem` over arrays: True where sp is implausible (``msl``
+    NaN where the report has no msl of its own; unknown heights are never judged)."""
+    known = (elevation >= -500.0) & (elevation <= 9000.0)
+    h = np.where(known, elevation, 0.0)
+    sea = sp * P0 / (P0 * (1.0 - _ISA_K * h) ** _ISA_EXP)
+    witness = ~np.isnan(msl) & (h <= MSL_MAX_ELEVATION)
+    tol = SP_MSL_TOLERANCE + SP_MSL_TOLERANCE_PER_M * h
+    with np.errstate(invalid="ignore"):
+        bad = np.where(
+            witness,
+            ~(np.abs(sea - msl) <= tol),
+            ~((sea >= SP_SEA_LEVEL_MIN) & (sea <= SP_SEA_LEVEL_MAX)),
+        )
+    return known & bad
 
 
 def station_pressure_problem(sp: float, elevation: float, msl: float | None = None) -> str | None:

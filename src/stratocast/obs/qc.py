@@ -3,10 +3,17 @@
 Checks run in this order and a value keeps the *first* check it fails, so one bad value is
 reported once, under its most basic fault:
 
+0. ``position``: every value of a report whose position is impossible (latitude outside
+   [-90, 90], longitude outside [-180, 180] — readers normalise (180, 360] — or NaN) or whose
+   elevation is outside [-500, 9000] m, or (with a station catalogue) whose position is more
+   than ``position_max_km`` (25 km) from the catalogue's position of that station; the reason
+   names the value.
 1. ``range``: outside the canonical variable's valid range (``stratocast.vocab.variables``).
 2. ``consistency``: dewpoint above temperature by more than ``dewpoint_tolerance`` (the
    dewpoint is quarantined); calm wind (0 m/s) with a direction other than 0, or a non-zero
-   speed with direction 0, the WMO calm code (the direction is quarantined).
+   speed with direction 0, the WMO calm code (the direction is quarantined); a station
+   pressure that does not fit the station height (against the standard atmosphere, or the
+   report's own reported msl: :func:`stratocast.obs.harmonise.station_pressure_problem`).
 3. ``corrected``: replaced by a correction (CCA, CCB ...) of the same report, in this run or
    already stored (:func:`check_corrections`).
 4. ``duplicate``: same station, time, variable and value as an earlier row (of this run or of
@@ -17,7 +24,10 @@ reported once, under its most basic fault:
    value within ``window_hours``; the later value is quarantined.
 7. ``buddy`` (only with ``QCConfig.buddy``, off by default): far from the robust mean of
    neighbouring stations at the same time (:mod:`stratocast.obs.buddy`).
-8. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it.
+8. ``derived``: u10/v10/rh2m/q2m computed from a quarantined input go with it; so do an sp
+   computed from a quarantined qnh (METAR) and an msl reduced from a quarantined sp or t2m.
+   Rows carry no provenance, so a derived sp/msl is recognised by reproducing it from its
+   report's own values (:func:`derived_pressure`): a reported msl is never withdrawn.
 
 Default thresholds (state them, change them in config): spike t2m 8 K, d2m 10 K, msl/sp
 800 Pa; step over <= 6 h: t2m/d2m 15 K, msl/sp 2000 Pa. They are deliberately loose: frontal
@@ -36,8 +46,26 @@ from pydantic import Field
 
 from stratocast.config import ComponentConfig
 from stratocast.obs.buddy import BuddyConfig, buddy_check
-from stratocast.obs.harmonise import DERIVED_FROM
+from stratocast.obs.harmonise import (
+    DERIVED_FROM,
+    qnh_to_station_pressure_array,
+    reduce_to_msl_array,
+    station_pressure_problem,
+    station_pressure_problems,
+)
+from stratocast.obs.stations import StationCatalogue
 from stratocast.vocab.variables import VARIABLES
+
+# Report positions QC accepts (the elevation bounds: the Dead Sea shore is ~-430 m, the
+# highest permanent station ~5,000 m; 9,000 m is above Everest).
+ELEVATION_MIN = -500.0  # m
+ELEVATION_MAX = 9000.0  # m
+EARTH_RADIUS_KM = 6371.0
+# A derived sp/msl is recognised by recomputing it from its report's values: the match is to
+# within 0.05 Pa (the table keeps elevation as float32: ~1e-3 Pa of recomputation error),
+# while a reported pressure has 10 Pa steps, so a reported value matches by chance about once
+# in several thousand reports, and even then only takes part in propagation.
+REPRODUCE_TOLERANCE = 0.05  # Pa
 
 
 class QCConfig(ComponentConfig):
@@ -48,6 +76,11 @@ class QCConfig(ComponentConfig):
     )
     step_max: dict[str, float] = Field(
         default_factory=lambda: {"t2m": 15.0, "d2m": 15.0, "msl": 2000.0, "sp": 2000.0}
+    )
+    position_max_km: float = Field(
+        default=25.0,
+        gt=0.0,
+        description="largest distance (km) of a report's position from its catalogue position",
     )
     buddy: bool = Field(default=False, description="run the spatial buddy check")
     buddy_options: BuddyConfig = Field(default_factory=BuddyConfig)
@@ -72,6 +105,84 @@ def _flag(df: pd.DataFrame, mask: pd.Series | np.ndarray, check: str, reason: Re
 def _fmt(x: pd.Series) -> pd.Series:
     # explicit dtype: an empty series would otherwise come back as float and refuse "+"
     return pd.Series([f"{v:.6g}" for v in x], index=x.index, dtype=object)
+
+
+def _distance_km(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """Great-circle distance (haversine, spherical Earth)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi, dlam = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlam / 2) ** 2
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def check_position(
+    df: pd.DataFrame, catalogue: StationCatalogue | None = None, max_km: float = 25.0
+) -> None:
+    """Quarantine every value of a report with an impossible position or elevation, or one far
+    from its station's catalogue position (``position``). Needs lat/lon (elevation optional);
+    tables without them (callers that carry no position) are left alone."""
+    if "lat" not in df or "lon" not in df:
+        return
+    lat = df["lat"].to_numpy(dtype="float64")
+    lon = df["lon"].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        bad_lat = ~((lat >= -90.0) & (lat <= 90.0))
+        bad_lon = ~((lon >= -180.0) & (lon <= 180.0))
+    _flag(df, bad_lat, "position", lambda r: "latitude " + _fmt(r["lat"]) + " outside [-90, 90]")
+    _flag(df, bad_lon, "position", lambda r: "longitude " + _fmt(r["lon"]) + " outside [-180, 180]")
+    if "elevation" in df:
+        elev = df["elevation"].to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore"):  # NaN: height unknown, not wrong
+            bad_elev = (elev < ELEVATION_MIN) | (elev > ELEVATION_MAX)
+        _flag(
+            df,
+            bad_elev,
+            "position",
+            lambda r: (
+                "elevation "
+                + _fmt(r["elevation"].astype("float64"))
+                + f" m outside [{ELEVATION_MIN:g}, {ELEVATION_MAX:g}] m"
+            ),
+        )
+    if catalogue is None or not len(catalogue):
+        return
+    ids = df["station_id"]
+    known = {}
+    for sid in pd.unique(ids.dropna()):
+        st = catalogue.get(sid)
+        if st is not None:
+            known[sid] = (st.lat, st.lon)
+    if not known:
+        return
+    cat_lat = ids.map({k: v[0] for k, v in known.items()}).to_numpy(dtype="float64")
+    cat_lon = ids.map({k: v[1] for k, v in known.items()}).to_numpy(dtype="float64")
+    dist = _distance_km(lat, lon, cat_lat, cat_lon)
+    with np.errstate(invalid="ignore"):
+        far = dist > max_km  # NaN (station not in the catalogue) is not far
+
+    def reason(rows: pd.DataFrame) -> pd.Series:
+        i = df.index.get_indexer(rows.index)
+        return (
+            "position ("
+            + _fmt(rows["lat"])
+            + ", "
+            + _fmt(rows["lon"])
+            + ") is "
+            + pd.Series([f"{d:.1f}" for d in dist[i]], index=rows.index, dtype=object)
+            + " km from the catalogue position of station "
+            + rows["station_id"].astype(str)
+            + " ("
+            + pd.Series(
+                [f"{a:.6g}, {b:.6g}" for a, b in zip(cat_lat[i], cat_lon[i], strict=True)],
+                index=rows.index,
+                dtype=object,
+            )
+            + f"), more than {max_km:g} km"
+        )
+
+    _flag(df, far, "position", reason)
 
 
 def check_range(df: pd.DataFrame) -> None:
@@ -105,7 +216,7 @@ def _per_report(df: pd.DataFrame, variable: str) -> pd.Series:
     return pd.Series(rows["value"].to_numpy(), index=rows["report_key"].to_numpy())
 
 
-def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
+def check_consistency(df: pd.DataFrame, tolerance: float, derived: pd.Series | None = None) -> None:
     key = df["report_key"]
     t = key.map(_per_report(df, "t2m"))
     td = df["value"].where(df["variable"] == "d2m")
@@ -134,6 +245,89 @@ def check_consistency(df: pd.DataFrame, tolerance: float) -> None:
         "consistency",
         lambda r: "direction 0 (calm code) with speed " + _fmt(ws[r.index]) + " m/s",
     )
+    check_station_pressure(df, derived)
+
+
+def check_station_pressure(df: pd.DataFrame, derived: pd.Series | None = None) -> None:
+    """sp that does not fit the station height (``consistency``), as harmonise.derive judges
+    it at decode time, for every source: against the standard atmosphere, or against the
+    report's own msl where it has one (a derived msl, :func:`derived_pressure`, is no
+    witness). Needs ``elevation``."""
+    if "elevation" not in df:
+        return
+    is_sp = (df["variable"] == "sp").to_numpy()
+    if not is_sp.any():
+        return
+    if derived is None:
+        derived = derived_pressure(df)
+    msl_rows = (df["variable"] == "msl") & ~derived
+    msl = pd.Series(
+        df.loc[msl_rows, "value"].to_numpy(), index=df.loc[msl_rows, "report_key"].to_numpy()
+    )
+    msl = msl[~msl.index.duplicated()]
+    sp_rows = df.loc[is_sp]
+    witness = sp_rows["report_key"].map(msl).to_numpy(dtype="float64")
+    bad = np.zeros(len(df), dtype=bool)
+    bad[is_sp] = station_pressure_problems(
+        sp_rows["value"].to_numpy(dtype="float64"),
+        sp_rows["elevation"].to_numpy(dtype="float64"),
+        witness,
+    )
+    if not bad.any():
+        return
+
+    def reason(rows: pd.DataFrame) -> pd.Series:
+        w = rows["report_key"].map(msl)
+        return pd.Series(
+            [
+                station_pressure_problem(v, float(h), None if m != m else m) or "sp implausible"
+                for v, h, m in zip(rows["value"], rows["elevation"], w, strict=True)
+            ],
+            index=rows.index,
+            dtype=object,
+        )
+
+    _flag(df, bad, "consistency", reason)
+
+
+def derived_pressure(df: pd.DataFrame) -> pd.Series:
+    """Rows (aligned with ``df``) whose sp or msl was derived by a reader, not reported.
+
+    An sp is derived when it equals the inversion of its report's qnh
+    (:func:`~stratocast.obs.harmonise.qnh_to_station_pressure`, METAR); an msl when it equals
+    the WMO reduction of its report's sp, t2m (and d2m) at the row's elevation
+    (:func:`~stratocast.obs.harmonise.reduce_to_msl`), within ``REPRODUCE_TOLERANCE``. Needs
+    ``elevation``; without it nothing is recognised as derived.
+    """
+    out = pd.Series(False, index=df.index)
+    if "elevation" not in df or df.empty:
+        return out
+    var = df["variable"]
+    key = df["report_key"]
+
+    def per_report(name: str) -> pd.Series:
+        rows = df[var == name]
+        s = pd.Series(rows["value"].to_numpy(dtype="float64"), index=rows["report_key"].to_numpy())
+        return s[~s.index.duplicated()]
+
+    elev = df["elevation"].to_numpy(dtype="float64")
+    value = df["value"].to_numpy(dtype="float64")
+    sp_rows = (var == "sp").to_numpy()
+    if sp_rows.any() and (var == "qnh").any():
+        qnh = key[sp_rows].map(per_report("qnh")).to_numpy(dtype="float64")
+        again = qnh_to_station_pressure_array(qnh, elev[sp_rows])
+        with np.errstate(invalid="ignore"):
+            out[sp_rows] = np.abs(value[sp_rows] - again) <= REPRODUCE_TOLERANCE
+    msl_rows = (var == "msl").to_numpy()
+    if msl_rows.any() and sp_rows.any():
+        k = key[msl_rows]
+        sp = k.map(per_report("sp")).to_numpy(dtype="float64")
+        t = k.map(per_report("t2m")).to_numpy(dtype="float64")
+        td = k.map(per_report("d2m")).to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore", over="ignore"):
+            again = reduce_to_msl_array(sp, t, elev[msl_rows], td)
+            out[msl_rows] = np.abs(value[msl_rows] - again) <= REPRODUCE_TOLERANCE
+    return out
 
 
 # A correction bulletin (BBB = CCx, or AAx for amendments) ends the report id as ":CCA" etc.
@@ -301,17 +495,34 @@ def check_buddy(df: pd.DataFrame, cfg: BuddyConfig) -> None:
     _flag(df, df.index.isin(reasons.index), "buddy", lambda r: reasons[r.index])
 
 
-def propagate_derived(df: pd.DataFrame) -> None:
-    flagged = df.loc[df["check"].notna(), ["report_key", "variable"]]
-    if flagged.empty:
+# Derivations that hold only for some rows (recognised by derived_pressure), in the order a
+# quarantine flows: qnh -> sp -> msl.
+_DERIVED_PRESSURE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sp", ("qnh",)),
+    ("msl", ("sp", "t2m")),
+)
+
+
+def propagate_derived(df: pd.DataFrame, derived: pd.Series | None = None) -> None:
+    if not df["check"].notna().any():
         return
-    for derived, inputs in DERIVED_FROM.items():
-        rows = df["variable"] == derived
-        for name in inputs:
-            bad_keys = flagged.loc[flagged["variable"] == name, "report_key"]
-            if len(bad_keys):
-                mask = rows & df["report_key"].isin(bad_keys)
-                _flag(df, mask, "derived", f"derived from quarantined {name}")
+    if derived is None:
+        derived = derived_pressure(df)
+    for name, inputs in _DERIVED_PRESSURE:  # first: an sp it takes down takes down its msl
+        rows = (df["variable"] == name) & derived
+        if rows.any():
+            _propagate(df, rows, inputs)
+    for name, inputs in DERIVED_FROM.items():
+        _propagate(df, df["variable"] == name, inputs)
+
+
+def _propagate(df: pd.DataFrame, rows: pd.Series, inputs: tuple[str, ...]) -> None:
+    flagged = df.loc[df["check"].notna(), ["report_key", "variable"]]
+    for name in inputs:
+        bad_keys = flagged.loc[flagged["variable"] == name, "report_key"]
+        if len(bad_keys):
+            mask = rows & df["report_key"].isin(bad_keys)
+            _flag(df, mask, "derived", f"derived from quarantined {name}")
 
 
 def run_qc(
@@ -319,6 +530,7 @@ def run_qc(
     cfg: QCConfig,
     context: pd.DataFrame | None = None,
     stored: pd.DataFrame | None = None,
+    catalogue: StationCatalogue | None = None,
 ) -> pd.DataFrame:
     """Fill ``check``/``reason`` for failing rows of ``df`` (a copy is returned).
 
@@ -332,12 +544,14 @@ def run_qc(
     if out.empty:
         return out
     out.index = pd.RangeIndex(len(out))
+    check_position(out, catalogue, cfg.position_max_km)
+    derived = derived_pressure(out)  # which sp/msl rows a reader derived (propagation)
     check_range(out)
-    check_consistency(out, cfg.dewpoint_tolerance)
+    check_consistency(out, cfg.dewpoint_tolerance, derived)
     check_corrections(out, context if stored is None else stored)
     check_duplicates(out, context)
     check_temporal(out, cfg, context)
     if cfg.buddy:
         check_buddy(out, cfg.buddy_options)
-    propagate_derived(out)
+    propagate_derived(out, derived)
     return out

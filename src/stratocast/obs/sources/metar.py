@@ -48,7 +48,6 @@ they separate groups but carry no data.
 from __future__ import annotations
 
 import calendar
-import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -64,10 +63,13 @@ from stratocast.obs.base import (
     text_chars,
     utc_reference,
 )
-from stratocast.obs.harmonise import derive
+from stratocast.obs.harmonise import derive, qnh_to_station_pressure
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
 from stratocast.obs.stations import Station, StationCatalogue
 from stratocast.vocab.units import Affine, to_canonical
+
+# qnh_to_station_pressure lives in harmonise (QC reproduces it); re-exported for callers here
+__all__ = ["LEXICON", "MetarConfigError", "MetarSource", "qnh_to_station_pressure", "split_reports"]
 
 LEXICON: dict[str, LexiconEntry] = {
     "TT": LexiconEntry("TT (temperature group)", "degC", "t2m"),
@@ -135,30 +137,8 @@ def _temp_c(group: str) -> float:
     return -float(group[1:]) if group[0] == "M" else float(group)
 
 
-class MetarDecodeError(StratocastError, ValueError):
-    """A value of one report cannot be decoded (the report becomes a Rejection)."""
-
-
 # whole-degree groups (M99..99) -> K: a dict lookup beats the parse per report
 _KELVIN = {g: _temp_c(g) + ZERO_C for n in range(100) for g in (f"{n:02d}", f"M{n:02d}")}
-
-
-def qnh_to_station_pressure(qnh_pa: float, elevation_m: float) -> float:
-    """Invert the altimeter setting to station pressure (NWS formula, hPa internally).
-
-    Raises :class:`MetarDecodeError` where the formula has no real answer (``Q0000``, or a
-    QNH too low for the station height would give a complex power) or no finite one.
-    """
-    base = (qnh_pa / HPA) ** 0.190263 - 8.417286e-5 * elevation_m
-    if not base > 0.0:  # also NaN; a negative base gives a complex power
-        raise MetarDecodeError(
-            f"altimeter setting {qnh_pa / HPA:g} hPa has no station pressure at "
-            f"{elevation_m:g} m (standard-atmosphere inversion undefined)"
-        )
-    sp = base ** (1.0 / 0.190263) * HPA
-    if not math.isfinite(sp):
-        raise MetarDecodeError(f"altimeter setting {qnh_pa / HPA:g} hPa: station pressure {sp}")
-    return sp
 
 
 def _wind_problem(direction: str) -> str | None:
