@@ -367,8 +367,12 @@ def mutants(path: Path, fmt: Format, seeds: Iterable[int], max_ops: int = 3) -> 
         yield mutate(data, fmt, seed, path.name, max_ops)
 
 
-def text_of(data: bytes, fmt: Format) -> str | None:
-    """The text a text reader sees in ``data`` (None for BUFR or a broken gzip stream)."""
+def text_of(data: bytes, fmt: Format, encoding: str = "latin-1") -> str | None:
+    """The text a text reader sees in ``data`` (None for BUFR or a broken gzip stream).
+
+    ``encoding`` is the reader's (bad bytes replaced, as readers do); latin-1 maps every byte
+    to one character.
+    """
     if fmt == "bufr":
         return None
     if fmt == "gzip_text":
@@ -376,7 +380,7 @@ def text_of(data: bytes, fmt: Format) -> str | None:
             data = gzip.decompress(data)
         except (OSError, EOFError, ValueError, zlib.error):
             return None
-    return data.decode("latin-1")
+    return data.decode(encoding, "replace")
 
 
 # --------------------------------------------------------------------------- checks
@@ -525,9 +529,20 @@ class Target:
     options: dict[str, Any] = field(default_factory=dict)
     head_messages: int = 0  # BUFR: fuzz only the first messages of each file (0 = all)
     head_lines: int = 0  # text: fuzz only the first lines of each file (0 = all)
+    encoding: str = "latin-1"  # how the reader decodes the text (for the TextTally total)
+    # a sample derived from a real file: file -> (name the mutants get, bytes)
+    derive: Callable[[Path], tuple[str, bytes]] | None = None
+
+    def load(self, path: Path) -> tuple[str, bytes]:
+        """(file name, bytes) mutants of sample ``path`` start from."""
+        if self.derive is not None:
+            return self.derive(path)
+        return path.name, self.sample(path)
 
     def sample(self, path: Path) -> bytes:
         """The bytes mutants of ``path`` start from (the file, or its head)."""
+        if self.derive is not None:
+            return self.derive(path)[1]
         data = path.read_bytes()
         if self.head_messages:
             msgs = bufr_sections(data)[: self.head_messages]
@@ -606,7 +621,64 @@ def targets(data: Path) -> list[Target]:
             head_messages=3,
         ),
     ]
+    history = data / "stations" / "isd-history.csv"
+    if history.is_file():
+        found.append(
+            Target(
+                "table",
+                "table",
+                "text",
+                files("isd_lite/07*-2017.gz")[:2],
+                partial(_isd_history, str(history)),
+                dict(IEM_OPTIONS),
+                encoding="utf-8-sig",
+                derive=partial(iem_csv, history=str(history), lines=1500),
+            )
+        )
     return [t for t in found if t.files]
+
+
+# The table source has no real CSV sample in shared data: an ISD-Lite year written as an IEM
+# ASOS download would write it (°F, knots, hPa, M for missing) is the closest real thing.
+IEM_OPTIONS: dict[str, Any] = {
+    "station": "station",
+    "time": "valid",
+    "lat": "lat",
+    "lon": "lon",
+    "elevation": "elevation",
+    "columns": {
+        "tmpf": {"variable": "t2m", "units": "degF"},
+        "dwpf": {"variable": "d2m", "units": "degF"},
+        "sknt": {"variable": "ws10", "units": "kt"},
+        "drct": {"variable": "wd10", "units": "degree"},
+        "mslp": {"variable": "msl", "units": "hPa"},
+    },
+}
+
+
+def iem_csv(path: Path, history: str, lines: int) -> tuple[str, bytes]:
+    """The first ``lines`` hours of ISD-Lite file ``path`` as an IEM-style CSV."""
+    station_id = path.name.rsplit("-", 1)[0]
+    s = _isd_history(history).get(station_id)
+    pos = "M,M,M" if s is None else f"{s.lon:.3f},{s.lat:.3f},{s.elevation:.1f}"
+    out = ["station,valid,lon,lat,elevation,tmpf,dwpf,sknt,drct,mslp"]
+
+    def cell(v: int, scale: float, offset: float = 0.0) -> str:
+        return "M" if v == -9999 else f"{v * scale + offset:.2f}"
+
+    text = gzip.decompress(path.read_bytes()).decode("ascii", "replace")
+    for line in text.splitlines()[:lines]:
+        f = [int(x) for x in line.split()]
+        valid = f"{f[0]:04d}-{f[1]:02d}-{f[2]:02d} {f[3]:02d}:00"
+        cells = [
+            cell(f[4], 0.18, 32.0),  # 0.1 °C -> °F
+            cell(f[5], 0.18, 32.0),
+            cell(f[8], 0.1 * 3600.0 / 1852.0),  # 0.1 m/s -> kt
+            "M" if f[7] == -9999 else str(f[7]),
+            cell(f[6], 0.1),  # 0.1 hPa
+        ]
+        out.append(",".join([station_id, valid, pos, *cells]))
+    return path.name.replace(".gz", ".csv"), ("\n".join(out) + "\n").encode()
 
 
 # --------------------------------------------------------------------------- the harness
@@ -652,12 +724,13 @@ def fuzz(target: Target, seeds: Iterable[int], work: Path, max_ops: int = 3) -> 
     result = TargetResult(target.label)
     seeds = list(seeds)
     for path in target.files:
-        data = target.sample(path)
+        name, data = target.load(path)
         for seed in seeds:
-            m = mutate(data, target.fmt, seed, path.name, max_ops)
+            m = mutate(data, target.fmt, seed, name, max_ops)
             file = write_mutant(m, work)
             try:
-                out = check_read(source, file, catalogue, text_of(m.data, target.fmt))
+                text = text_of(m.data, target.fmt, target.encoding)
+                out = check_read(source, file, catalogue, text)
             finally:
                 file.unlink()
             result.inputs += 1
