@@ -74,6 +74,16 @@ class LevelTarget:
 Entry = Target | LevelTarget
 GribKey = tuple[str, str, int | None]
 ArrayKey = tuple[str, int | None]
+# What a caller may pass: Mapping is invariant in its key, so a literal dict whose keys all
+# have an int level (or all None) must be accepted as such, not only as the union key type.
+GribLexicon = (
+    Mapping[GribKey, Entry]
+    | Mapping[tuple[str, str, int], Entry]
+    | Mapping[tuple[str, str, None], Entry]
+)
+ArrayLexicon = (
+    Mapping[ArrayKey, Entry] | Mapping[tuple[str, int], Entry] | Mapping[tuple[str, None], Entry]
+)
 
 # Meteorological spellings Pint reads otherwise: "mb" is millibarn and "C" coulomb to Pint;
 # ecCodes writes "(0 - 1)" and "Proportion" for fractions.
@@ -145,7 +155,7 @@ def _scaled(conv: Affine, by: float, native: str, target: str) -> Affine:
     return Affine(conv.factor * by)
 
 
-def validate(lexicon: Mapping[GribKey, Entry] | Mapping[ArrayKey, Entry]) -> None:
+def validate(lexicon: GribLexicon | ArrayLexicon) -> None:
     """Check a (user) lexicon before any file is read: every quantity known, every
     ``default_units`` convertible by Pint, every level-named target on its key's level.
 

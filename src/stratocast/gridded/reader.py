@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -39,7 +40,7 @@ from stratocast.gridded import lexicon
 from stratocast.gridded.arrays import read_array_store
 from stratocast.gridded.errors import GriddedFileError
 from stratocast.gridded.grib import Selection, read_grib
-from stratocast.gridded.lexicon import ArrayKey, Entry, GribKey
+from stratocast.gridded.lexicon import ArrayKey, ArrayLexicon, Entry, GribKey, GribLexicon
 from stratocast.gridded.skipped import SkipLog
 from stratocast.gridded.steps import StepLike, as_step
 from stratocast.vocab.variables import VARIABLES
@@ -50,8 +51,8 @@ __all__ = ["GriddedFileError", "open_gridded"]
 def open_gridded(
     path: Path | str,
     *,
-    grib_lexicon: Mapping[GribKey, Entry] | None = None,
-    array_lexicon: Mapping[ArrayKey, Entry] | None = None,
+    grib_lexicon: GribLexicon | None = None,
+    array_lexicon: ArrayLexicon | None = None,
     data_type: str | Collection[str] | None = None,
     step: StepLike | None = None,
 ) -> xr.Dataset:
@@ -80,14 +81,19 @@ def open_gridded(
     if kind == "grib":
         types = {data_type} if isinstance(data_type, str) else data_type
         select = Selection(frozenset(types) if types is not None else None, wanted_step)
-        lex_g = grib_lexicon if grib_lexicon is not None else lexicon.GRIB
+        lex_g = cast(
+            Mapping[GribKey, Entry], lexicon.GRIB if grib_lexicon is None else grib_lexicon
+        )
         ds = read_grib(path, lex_g, select, skipped)
     else:
         if data_type is not None:
             raise GriddedFileError(
                 path, f"data_type={data_type!r} selects GRIB messages; this is a {kind} store"
             )
-        lex_a = array_lexicon if array_lexicon is not None else lexicon.ARRAY_NAMES
+        lex_a = cast(
+            Mapping[ArrayKey, Entry],
+            lexicon.ARRAY_NAMES if array_lexicon is None else array_lexicon,
+        )
         ds = read_array_store(path, kind, lex_a, wanted_step, skipped)
     if not ds.data_vars:
         raise skipped.nothing_opened(kind)
