@@ -150,7 +150,7 @@ def test_gridded_outputs_and_report(run: dict) -> None:
         assert f'alt="gridded_vs_lead_{var}.png"' in html
         assert (out / "plots" / f"gridded_vs_lead_{var}.png").is_file()
     assert '<table id="gridded">' in html
-    assert "cos φ normalised to mean 1" in html and "61-day window" in html
+    assert "cell areas" in html and "61-day window" in html
     assert "In-sample" in html  # the default climatology period is the whole analysis
 
 

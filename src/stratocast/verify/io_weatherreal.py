@@ -30,6 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from stratocast.verify.matching import Stations, VerifyInputError
+from stratocast.verify.metrics_base import NonFiniteError
 from stratocast.verify.stream import ObsInputs
 
 SOURCE = "weatherreal"
@@ -205,8 +206,16 @@ class WeatherRealObs:
             # A calm has no direction (WeatherReal codes calm as wd = 0 with ws = 0).
             speed = self._block("ws", start, end).transpose("time", "station").values
             values = np.where(speed == 0.0, np.nan, values)
-        t_idx, s_idx = np.nonzero(np.isfinite(values))
         times = pd.DatetimeIndex(block["time"].values).tz_localize("UTC").as_unit("ns")
+        if np.isinf(values).any():
+            # an infinite observation is a unit or writing error in the file, not a missing one
+            ti, si = (int(i[0]) for i in np.nonzero(np.isinf(values)))
+            raise NonFiniteError(
+                f"{self.path}: {name} holds {int(np.isinf(values).sum())} infinite value(s), "
+                f"the first at station {self.stations.ids[si]!r}, time {times[ti]}; NaN marks "
+                "a missing observation"
+            )
+        t_idx, s_idx = np.nonzero(np.isfinite(values))
         return pd.DataFrame(
             {
                 "station_id": self.stations.ids[s_idx],

@@ -38,6 +38,7 @@ import xarray as xr
 from stratocast.errors import StratocastError
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
 from stratocast.verify.config import PRECIP_HOURS, SUPPORTED_VARIABLES
+from stratocast.verify.metrics_base import check_rows_finite
 
 __all__ = ["BilinearWeights", "bilinear_weights"]  # re-exported: the stage's public API
 
@@ -303,6 +304,8 @@ def prepare_obs(
         if var == "wd10":
             rows = _drop_calm(rows, obs)
         rows = rows.assign(time=rows["time"].dt.tz_convert("UTC").dt.as_unit("ns"))
+        # ±inf is a decoding or unit error upstream, not a missing value: refuse it by name
+        check_rows_finite(rows, var, what)
         rows = rows[np.isfinite(rows["value"].to_numpy(dtype=np.float64))]
         rows = rows.groupby(["station_id", "time"], as_index=False)["value"].mean()
         out[var] = rows.sort_values("time", kind="stable").reset_index(drop=True)

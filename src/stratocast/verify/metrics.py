@@ -42,6 +42,7 @@ from stratocast.verify.metrics_continuous import (
 )
 from stratocast.verify.metrics_ensemble import (
     EnsembleAccumulator,
+    MissingMembers,
     crps_ensemble,
     spread_skill_ratio,
 )
@@ -51,7 +52,7 @@ from stratocast.verify.metrics_gridded import (
     weighted_acc,
     weighted_rmse,
 )
-from stratocast.verify.significance import SIGNIFICANCE_COLUMNS, compare_at_lead
+from stratocast.verify.significance import SIGNIFICANCE_COLUMNS, DmMethod, compare_at_lead
 
 __all__ = [
     "ACCURACY_THRESHOLDS",
@@ -191,6 +192,9 @@ class ScoreAccumulator:
     variables: list[str]
     lead_hours: np.ndarray
     station_ids: np.ndarray
+    # how a NaN ensemble member is scored (metrics_ensemble: drop the pair, or score the
+    # finite members as `scores` does)
+    missing_members: MissingMembers = "drop_pair"
     sums: dict[str, VariableSums] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -231,7 +235,7 @@ class ScoreAccumulator:
             ens = acc.ensemble.get(name)
             if ens is None:
                 ens = acc.ensemble[name] = EnsembleAccumulator(
-                    members.shape[-1], (self.lead_hours.size,)
+                    members.shape[-1], (self.lead_hours.size,), self.missing_members
                 )
             ens.update(members, obs, member_axis=-1, axis=(0, 2), mask=mask)
         inits = valid[:, 0] - np.timedelta64(int(self.lead_hours[0]), "h")
@@ -344,6 +348,7 @@ class ScoreAccumulator:
         n_boot: int,
         seed: int,
         confidence: float = 0.95,
+        dm_method: DmMethod = "hln",
     ) -> pd.DataFrame:
         """For each (A, B) pair, variable and lead: RMSE(A) − RMSE(B) with its paired block
         bootstrap CI and p-value, and the Diebold–Mariano p-value on per-init MSE."""
@@ -365,6 +370,7 @@ class ScoreAccumulator:
                         n_boot=n_boot,
                         seed=seed,
                         confidence=confidence,
+                        dm_method=dm_method,
                     )
                     rows.append(
                         {"system": a, "versus": b, "variable": variable, "lead_hours": lead, **row}

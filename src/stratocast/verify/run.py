@@ -173,7 +173,11 @@ def verify_sources(
         gridded_fields=gridded.scorer.fields if gridded else (),
     )
     acc = ScoreAccumulator(
-        systems_order(list(forecasts), cfg.baselines), variables, axes.leads, inputs.stations.ids
+        systems_order(list(forecasts), cfg.baselines),
+        variables,
+        axes.leads,
+        inputs.stations.ids,
+        missing_members=cfg.ensemble_missing_members,
     )
     score_stream(plan, acc, inputs.obs, gridded=gridded.scorer if gridded else None)
     mask = MaskSummary(
@@ -290,7 +294,10 @@ def score_tables(
         "regions": region_scores(acc, regions.membership, reference),
         "station_regions": regions.membership,
         "significance": acc.significance_table(
-            significance_pairs(models, reference), cfg.bootstrap_samples, cfg.bootstrap_seed
+            significance_pairs(models, reference),
+            cfg.bootstrap_samples,
+            cfg.bootstrap_seed,
+            dm_method=cfg.dm_method,
         ),
         "gridded": gridded.scorer.table() if gridded else empty_gridded_table(),
     }
