@@ -286,3 +286,16 @@ def test_undecodable_time_is_named(era5: xr.Dataset, tmp_path: Path) -> None:
     ds.to_netcdf(tmp_path / "cdo.nc")
     with pytest.raises(GriddedFileError, match=r"time coordinate 'date'.*did not decode"):
         open_gridded(tmp_path / "cdo.nc")
+
+
+def test_single_level_selected_before_writing(gfs: Gfs, tmp_path: Path) -> None:
+    """ERA5 from the CDS with one level asked for: the level is a scalar coordinate."""
+    i = gfs.levels.index(500)
+    store = _cds(gfs).isel(pressure_level=i)  # pressure_level=500 stays as a scalar coord
+    assert store["t"].dims == ("valid_time", "latitude", "longitude")
+    store.to_netcdf(tmp_path / "one_level.nc")
+    ds = open_gridded(tmp_path / "one_level.nc")
+    expected = gfs.expected()
+    assert set(ds.data_vars) == {f"{q}500" for q in ("t", "z", "u", "r", "w")}
+    for name in ds.data_vars:
+        np.testing.assert_allclose(ds[name].isel(time=0).values, expected[str(name)], rtol=1e-12)

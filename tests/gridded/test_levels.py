@@ -373,3 +373,34 @@ def test_step_of_a_forecast_store(tmp_path: Path) -> None:
     assert float(ds["t850"].max()) == 281.0
     with pytest.raises(GriddedFileError, match=r"no step 3h .*has 6h, 12h"):
         open_gridded(tmp_path / "fc.zarr", step=3)
+
+
+# ---------------------------------------------------------------------------- variables=
+
+
+@needs_grib
+def test_variables_selects_and_a_missing_one_is_named() -> None:
+    ds = open_gridded(GFS, variables=["t850", "z500", "r700"])
+    assert set(ds.data_vars) == {"t850", "z500", "r700"}
+    for msg in _messages(GFS):
+        if _canonical(msg) in ("z500", "r700"):
+            np.testing.assert_allclose(
+                _field_at_points(ds, str(_canonical(msg)), msg), _expected(msg), rtol=1e-12
+            )
+    assert any(line.startswith("t500: not requested") for line in skipped_fields(ds))
+    with pytest.raises(GriddedFileError, match=r"requested variable\(s\) q500 not in .* t500"):
+        open_gridded(GFS, variables=["t500", "q500"])
+
+
+def test_built_in_lexicons_convert_by_pint() -> None:
+    from stratocast.gridded import lexicon
+
+    lexicon.validate(lexicon.GRIB)  # raises LexiconError naming a bad entry
+    lexicon.validate(lexicon.ARRAY_NAMES)
+    # the factors that matter, against the hand values: gpm and CMIP zg (m) × g0, % ÷ 100
+    assert lexicon.si_converter("z500", "gpm").factor == G0
+    assert lexicon.si_converter("z500", "m").factor == G0
+    assert lexicon.si_converter("r850", "%").factor == pytest.approx(0.01, rel=1e-15)
+    assert lexicon.si_converter("orography", "m**2 s**-2").factor == pytest.approx(1 / G0)
+    assert lexicon.si_converter("msl", "mb").factor == 100.0  # millibar, not Pint's millibarn
+    assert lexicon.si_converter("t2m", "C").offset == 273.15  # Celsius, not coulomb

@@ -54,6 +54,7 @@ def read_array_store(
     lex: Mapping[ArrayKey, Entry],
     step: np.timedelta64 | None,
     skipped: SkipLog,
+    variables: frozenset[str] | None = None,
 ) -> xr.Dataset:
     raw = open_array_store(path, kind)
     found = axes.find_axes(path, raw)
@@ -72,6 +73,9 @@ def read_array_store(
     source: dict[str, str] = {}
     for name in map(str, raw.data_vars):
         for canonical, da in _canonical_vars(raw, name, levels, lex, skipped):
+            if variables is not None and canonical not in variables:
+                skipped.add(canonical, "not requested (variables=)", f"variable {name!r}")
+                continue
             if canonical in out:
                 raise GriddedFileError(
                     path,

@@ -49,6 +49,7 @@ class Selection:
 
     data_types: frozenset[str] | None = None
     step: np.timedelta64 | None = None
+    variables: frozenset[str] | None = None  # canonical names asked for
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,9 @@ def _decode_message(
     target, why = _lookup(lex, short, level_type, level)
     if target is None:
         skipped.add(label, why, where, recognised=not why.startswith("no lexicon"))
+        return None
+    if select.variables is not None and target.canonical not in select.variables:
+        skipped.add(target.canonical, "not requested (variables=)", where)
         return None
     try:
         return _decode_known(path, handle, where, label, target, select, skipped)

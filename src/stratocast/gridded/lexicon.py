@@ -176,7 +176,15 @@ def validate(lexicon: GribLexicon | ArrayLexicon) -> None:
         else:
             probe = entry
             parsed = parse_level_variable(entry.canonical)
-            if parsed is not None and level is not None and parsed[1] != level:
+            # a GRIB key's level is in the units of its typeOfLevel: only isobaricInhPa is hPa
+            in_hpa = len(key) == 2 or key[1] == ISOBARIC
+            if (
+                parsed is not None
+                and entry.canonical not in CLASHES
+                and in_hpa
+                and level is not None
+                and parsed[1] != level
+            ):
                 raise LexiconError(
                     f"lexicon entry {key}: target {entry.canonical!r} is at {parsed[1]} hPa "
                     f"but the key says {level} hPa"

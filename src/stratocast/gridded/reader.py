@@ -55,6 +55,7 @@ def open_gridded(
     array_lexicon: ArrayLexicon | None = None,
     data_type: str | Collection[str] | None = None,
     step: StepLike | None = None,
+    variables: Collection[str] | None = None,
 ) -> xr.Dataset:
     """Read ``path`` into a canonical :class:`xarray.Dataset` (see module docstring).
 
@@ -68,6 +69,9 @@ def open_gridded(
     ``prediction_timedelta``/``step`` axis. Both are needed only where a file holds an
     analysis and a forecast, or several steps, for the same valid time: the error then says
     which to give.
+
+    ``variables`` keeps only those canonical names (GRIB values of the others are never
+    decoded); one the file does not give is an error naming it and what the file has.
     """
     path = Path(path)
     for lex in (grib_lexicon, array_lexicon):
@@ -76,11 +80,15 @@ def open_gridded(
     if not path.exists():
         raise GriddedFileError(path, "no such file or directory")
     wanted_step = as_step(step) if step is not None else None
+    wanted = frozenset([variables] if isinstance(variables, str) else variables or ())
+    wanted_vars = wanted if variables is not None else None
     skipped = SkipLog(path)
     kind = _sniff(path)
     if kind == "grib":
         types = {data_type} if isinstance(data_type, str) else data_type
-        select = Selection(frozenset(types) if types is not None else None, wanted_step)
+        select = Selection(
+            frozenset(types) if types is not None else None, wanted_step, wanted_vars
+        )
         lex_g = cast(
             Mapping[GribKey, Entry], lexicon.GRIB if grib_lexicon is None else grib_lexicon
         )
@@ -94,7 +102,10 @@ def open_gridded(
             Mapping[ArrayKey, Entry],
             lexicon.ARRAY_NAMES if array_lexicon is None else array_lexicon,
         )
-        ds = read_array_store(path, kind, lex_a, wanted_step, skipped)
+        ds = read_array_store(path, kind, lex_a, wanted_step, skipped, wanted_vars)
+    missing = sorted(wanted - set(map(str, ds.data_vars)))
+    if missing:
+        raise skipped.not_found(kind, missing, sorted(map(str, ds.data_vars)))
     if not ds.data_vars:
         raise skipped.nothing_opened(kind)
     return skipped.report(_canonical_coords(ds))

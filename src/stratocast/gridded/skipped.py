@@ -82,6 +82,18 @@ class SkipLog:
             "skipped:\n  " + "\n  ".join(lines),
         )
 
+    def not_found(self, kind: str, missing: list[str], found: list[str]) -> GriddedFileError:
+        """The error for requested variables the file does not give."""
+        offered = {s.field for s in self.items if s.reason.startswith("not requested")}
+        have = sorted({*found, *offered})
+        unused = [line for line in self.lines() if ": not requested" not in line]
+        return GriddedFileError(
+            self.path,
+            f"requested variable(s) {', '.join(missing)} not in this {kind} file; it gives "
+            f"{', '.join(have) or 'none'}"
+            + ("; skipped:\n  " + "\n  ".join(unused) if unused else ""),
+        )
+
 
 def skipped_fields(ds: xr.Dataset) -> list[str]:
     """The ``field: reason (where)`` lines :func:`open_gridded` attached to ``ds``."""
