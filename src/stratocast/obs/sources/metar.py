@@ -469,7 +469,9 @@ class MetarSource:
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
         path = Path(path)
         if catalogue is None:
-            raise ValueError("the metar source needs a StationCatalogue: METAR has no location")
+            raise MetarConfigError(
+                "the metar source needs a StationCatalogue: METAR has no location"
+            )
         dater = _Dater(self._limit(path))
         try:
             data = path.read_bytes()
