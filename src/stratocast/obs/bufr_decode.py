@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stratocast.obs.bufr_tables import (
+    MAX_UNROLLED,
     CorruptBufr,
     Expanded,
     TablesKey,
@@ -180,6 +181,8 @@ class _Elements:
     can_miss: list[bool] = field(default_factory=list)
 
     def add(self, e: Expanded, width: int, scale: int, reference: int, string: bool) -> int:
+        if len(self.code) >= MAX_UNROLLED:  # Table D sequences unrolled by fixed replications
+            raise CorruptBufr(f"the layout unrolls to more than {MAX_UNROLLED} elements")
         self.code.append(e.code)
         self.name.append(e.name or f"{e.code:06d}")
         self.width.append(width)
@@ -300,7 +303,7 @@ def _compile(
         elif e.code % 1000 == 0:
             i = _delayed(entries, i, e.span, hi, st, elements, out)
         else:
-            if i + 1 + e.span > hi:
+            if e.span < 0 or i + 1 + e.span > hi:
                 raise UnsupportedBufr(f"replication {e.code:06d} runs past its sequence")
             for _ in range(e.code % 1000):
                 out.extend(_compile(entries, i + 1, i + 1 + e.span, st, elements))

@@ -93,7 +93,12 @@ def _probe(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
     out = []
     for c, w, s, r, u, n in zip(codes, widths, scales, refs, units, names, strict=True):
         if int(w) == _MISSING:  # replication; ecCodes' X may exceed 99 after expansion
-            out.append(Expanded(100000 + c % 1000, 0, 0, 0, "", "", (c - 100000) // 1000))
+            span = (c - 100000) // 1000
+            if c // 100000 != 1 or span < 0:
+                # an element these tables do not define (e.g. a local descriptor under a
+                # damaged sub-centre): taken as a replication it would loop the compiler
+                raise UnsupportedBufr(f"{descriptor:06d}: element {c:06d} has no width here")
+            out.append(Expanded(100000 + c % 1000, 0, 0, 0, "", "", span))
         else:
             out.append(Expanded(c, int(w), int(s), int(r), str(u), str(n)))
     return tuple(out)
@@ -134,26 +139,40 @@ def _item(tables: TablesKey, top: tuple[int, ...], i: int) -> tuple[list[Expande
 
 def check_structure(descriptors: tuple[int, ...]) -> None:
     """Raise CorruptBufr unless every top-level replication in section 3 has the descriptors
-    it counts (and a delayed one its factor). Needs no tables: run before ecCodes sees the
-    message, because ecCodes' unpack can crash the process on such a section 3."""
-    i = 0
+    it counts (and a delayed one its factor), and fixed replications unroll to at most
+    ``MAX_UNROLLED`` descriptors. Needs no tables: run before ecCodes sees the message,
+    because ecCodes' unpack crashes the process (SIGSEGV) on a replication running past the
+    end, and nested fixed replications (255 x 255 x ...) would exhaust memory."""
+    i, total = 0, 0
     while i < len(descriptors):
-        i = _skip(descriptors, i)
+        i, n = _skip(descriptors, i)
+        total += n
+        if total > MAX_UNROLLED:
+            raise CorruptBufr(f"section 3 unrolls to more than {MAX_UNROLLED} descriptors")
 
 
-def _skip(top: tuple[int, ...], i: int) -> int:
+# far beyond any real template (IASI's 8461 channels unroll to ~50 000 elements)
+MAX_UNROLLED = 1_000_000
+
+
+def _skip(top: tuple[int, ...], i: int) -> tuple[int, int]:
+    """(index after the item at ``i``, descriptors it unrolls to, delayed bodies once)."""
     d = top[i]
     if d // 100000 != 1:
-        return i + 1
+        return i + 1, 1
     x, y = (d // 1000) % 100, d % 1000
     j = i + 1 + (1 if y == 0 else 0)  # a delayed replication's factor is not counted in X
     if j > len(top):
         raise CorruptBufr(f"delayed replication {d:06d} at the end of section 3")
+    body = 0
     for _ in range(x):
         if j >= len(top):
             raise CorruptBufr(f"replication {d:06d} runs past the end of section 3")
-        j = _skip(top, j)
-    return j
+        j, n = _skip(top, j)
+        body += n
+    if body * max(y, 1) > MAX_UNROLLED:
+        raise CorruptBufr(f"replication {d:06d} unrolls to more than {MAX_UNROLLED} descriptors")
+    return j, body * max(y, 1)
 
 
 def expand(tables: TablesKey, descriptors: tuple[int, ...]) -> list[Expanded]:
