@@ -35,7 +35,9 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,14 @@ from stratocast.obs.ingest import IngestConfig, SourceSpec, ingest
 from stratocast.obs.qc import QCConfig
 from stratocast.obs.sources.synop_bufr import SynopBufrSource
 from stratocast.obs.store import read_observations, read_quarantine
-from stratocast.testing.fuzz import Failure, TargetResult, bufr_sections, fuzz, targets
+from stratocast.testing.fuzz import (
+    Failure,
+    Problem,
+    TargetResult,
+    bufr_sections,
+    fuzz,
+    targets,
+)
 
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 DWD = "bufr/dwd_synop_20210516T12.bufr"
@@ -66,37 +75,82 @@ def _groups(failures: list[Failure]) -> dict[tuple[str, str, str], list[Failure]
     return out
 
 
-def run_fuzz(n: int, wanted: set[str] | None, max_ops: int, seed_base: int) -> bool:
-    print(f"== fuzz: {n} mutants per sample file, up to {max_ops} mutations each")
+def _chunk(label: str, file: int, seeds: list[int], max_ops: int, rss: float) -> TargetResult:
+    """One sample file x some seeds, in a worker process of its own (a reader that keeps
+    memory per hostile input must not take the whole benchmark down)."""
+    (target,) = [t for t in targets(DATA) if t.label == label]
+    with tempfile.TemporaryDirectory() as work:
+        return fuzz(target, seeds, Path(work), max_ops, files=[file], rss_growth_mb=rss)
+
+
+def _run_chunk(
+    label: str, file: int, seeds: list[int], max_ops: int, rss: float, workers: int
+) -> TargetResult:
+    """:func:`_chunk` in a fresh process; a process that dies (out of memory, a crash in C)
+    becomes one ``crash`` problem naming the file and seeds instead of ending the run."""
+    ctx = get_context("spawn")  # ecCodes state is not fork-safe
+    # split the seeds over the workers, one process each
+    parts = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
+    out = TargetResult(label)
+    with ProcessPoolExecutor(len(parts), mp_context=ctx) as pool:
+        jobs = [(p, pool.submit(_chunk, label, file, p, max_ops, rss)) for p in parts]
+        for part, job in jobs:
+            try:
+                out.merge(job.result())
+            except Exception as err:  # the worker died: report, go on with the next chunk
+                (target,) = [t for t in targets(DATA) if t.label == label]
+                what = f"{target.files[file].name} seeds {part[0]}..{part[-1]} (one of them)"
+                problem = Problem("crash", f"worker process died: {type(err).__name__}: {err}")
+                out.failures.append(Failure(label, what, problem))
+    return out
+
+
+def run_fuzz(
+    n: int,
+    wanted: set[str] | None,
+    max_ops: int,
+    seed_base: int,
+    chunk: int = 50,
+    workers: int = 1,
+    rss_growth_mb: float = 500.0,
+) -> bool:
+    print(
+        f"== fuzz: {n} mutants per sample file, up to {max_ops} mutations each; a mutant "
+        f"whose read grows peak memory by > {rss_growth_mb:.0f} MB counts as a memory problem"
+    )
     header = (
         f"{'target':<18} {'files':>5} {'inputs':>7} {'file err':>8} {'escaped':>7} "
-        f"{'contract':>8} {'identity':>8} {'records':>10} {'rejected':>9} {'unparsed':>8} "
-        f"{'s':>6}"
+        f"{'contract':>8} {'identity':>8} {'memory':>6} {'records':>10} {'rejected':>9} "
+        f"{'unparsed':>8} {'s':>6}"
     )
     print(header)
     results: list[TargetResult] = []
+    seeds = list(range(seed_base, seed_base + n))
     for target in targets(DATA):
         if wanted and target.source not in wanted and target.label not in wanted:
             continue
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as work:
-            r = fuzz(target, range(seed_base, seed_base + n), Path(work), max_ops)
+        r = TargetResult(target.label)
+        for i in range(len(target.files)):
+            for k in range(0, len(seeds), chunk):
+                part = seeds[k : k + chunk]
+                r.merge(_run_chunk(target.label, i, part, max_ops, rss_growth_mb, workers))
         results.append(r)
         print(
             f"{r.label:<18} {len(target.files):>5} {r.inputs:>7} {r.file_errors:>8} "
             f"{r.count('exception'):>7} {r.count('record') + r.count('record_type'):>8} "
-            f"{r.count('tally'):>8} {r.records:>10} {r.rejections:>9} {r.unparsed:>8} "
-            f"{time.perf_counter() - t0:>6.1f}",
+            f"{r.count('tally'):>8} {r.count('memory'):>6} {r.records:>10} "
+            f"{r.rejections:>9} {r.unparsed:>8} {time.perf_counter() - t0:>6.1f}",
             flush=True,
         )
     failures = [f for r in results for f in r.failures]
     if failures:
         print(f"\n{len(failures)} problems, by kind / innermost frame / type (first reproducer):")
         for (kind, where, head), fs in sorted(_groups(failures).items(), key=lambda x: -len(x[1])):
-            f = fs[0]
+            first = fs[0]
             print(f"  {len(fs):>5} x [{kind}] {head} {('at ' + where) if where else ''}")
-            print(f"          {f.problem.detail[:240]}")
-            print(f"          reproduce: {f.target}: {f.mutant[:400]}")
+            print(f"          {first.problem.detail[:240]}")
+            print(f"          reproduce: {first.target}: {first.mutant[:400]}")
     total = sum(r.inputs for r in results)
     print(f"\nfuzz total: {total} inputs, {len(failures)} problems")
     return not failures
@@ -340,6 +394,11 @@ def main() -> int:
         action="store_true",
         help="flip only values the reader reads (its lexicon elements, in stations it reports)",
     )
+    ap.add_argument("--chunk", type=int, default=50, help="mutants per worker process")
+    ap.add_argument("--workers", type=int, default=1, help="fuzz worker processes")
+    ap.add_argument(
+        "--rss-growth-mb", type=float, default=500.0, help="memory problem threshold per mutant"
+    )
     ap.add_argument("--skip-fuzz", action="store_true")
     ap.add_argument("--skip-flips", action="store_true")
     args = ap.parse_args()
@@ -349,7 +408,15 @@ def main() -> int:
     ok = True
     if not args.skip_fuzz:
         wanted = {s for s in args.sources.split(",") if s} or None
-        ok = run_fuzz(args.n, wanted, args.max_ops, args.seed_base)
+        ok = run_fuzz(
+            args.n,
+            wanted,
+            args.max_ops,
+            args.seed_base,
+            args.chunk,
+            args.workers,
+            args.rss_growth_mb,
+        )
     if not args.skip_flips:
         run_flips(args.flips, args.flips_per_file, args.flip_seed, args.flip_read_only)
     return 0 if ok else 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import math
 import random
+import resource
 import traceback
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -391,6 +392,7 @@ class Problem:
     """One way a reader failed a mutant.
 
     ``kind``: ``exception`` (something other than SourceFileError escaped ``read``),
+    ``memory`` (reading it grew the process's peak memory by more than a limit),
     ``record_type`` (a record that is none of Report/Rejection/Unparsed/TextTally),
     ``record`` (a Report breaking the record contract: non-finite or non-float value, position
     off the globe, naive time), ``tally`` (TextTally not exactly once and last, or the text
@@ -705,6 +707,19 @@ class TargetResult:
     def count(self, kind: str) -> int:
         return sum(f.problem.kind == kind for f in self.failures)
 
+    def add(self, out: ReadOutcome) -> None:
+        self.inputs += 1
+        self.file_errors += out.file_error is not None
+        self.records += out.records
+        self.reports += out.reports
+        self.rejections += out.rejections
+        self.unparsed += out.unparsed
+
+    def merge(self, other: TargetResult) -> None:
+        for f in ("inputs", "file_errors", "records", "reports", "rejections", "unparsed"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.failures.extend(other.failures)
+
 
 def write_mutant(m: Mutant, work: Path) -> Path:
     """Write ``m`` under its sample's name (readers date files by name) in its own folder."""
@@ -715,29 +730,52 @@ def write_mutant(m: Mutant, work: Path) -> Path:
     return path
 
 
-def fuzz(target: Target, seeds: Iterable[int], work: Path, max_ops: int = 3) -> TargetResult:
-    """Every file of ``target`` x every seed: mutate, read, check; mutants are deleted after."""
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kB on Linux (bytes on macOS: there the growth figures read 1024x high)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fuzz(
+    target: Target,
+    seeds: Iterable[int],
+    work: Path,
+    max_ops: int = 3,
+    files: Iterable[int] | None = None,
+    rss_growth_mb: float | None = None,
+) -> TargetResult:
+    """Every file of ``target`` (or the ``files`` indices) x every seed: mutate, read, check;
+    mutants are deleted after.
+
+    ``rss_growth_mb``: also a ``memory`` problem for a mutant during whose read the process's
+    peak resident memory grew by more than this (each file is first read unmutated, so the
+    reader's one-time tables and caches do not count).
+    """
     from stratocast.obs.registry import get_source
 
     source = get_source(target.source, **target.options)
     catalogue = target.catalogue()
     result = TargetResult(target.label)
     seeds = list(seeds)
-    for path in target.files:
+    chosen = [target.files[i] for i in files] if files is not None else list(target.files)
+    for path in chosen:
         name, data = target.load(path)
+        if rss_growth_mb is not None:
+            warm = write_mutant(Mutant(data, name, -1, ()), work)
+            check_read(source, warm, catalogue)
+            warm.unlink()
         for seed in seeds:
             m = mutate(data, target.fmt, seed, name, max_ops)
             file = write_mutant(m, work)
+            before = _peak_rss_mb()
             try:
                 text = text_of(m.data, target.fmt, target.encoding)
                 out = check_read(source, file, catalogue, text)
             finally:
                 file.unlink()
-            result.inputs += 1
-            result.file_errors += out.file_error is not None
-            result.records += out.records
-            result.reports += out.reports
-            result.rejections += out.rejections
-            result.unparsed += out.unparsed
+            grew = _peak_rss_mb() - before
+            if rss_growth_mb is not None and grew > rss_growth_mb:
+                detail = f"peak memory grew {grew:.0f} MB (to {before + grew:.0f} MB)"
+                out.problems.append(Problem("memory", detail))
+            result.add(out)
             result.failures.extend(Failure(target.label, m.describe(), p) for p in out.problems)
     return result
