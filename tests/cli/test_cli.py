@@ -72,7 +72,7 @@ def test_demo_end_to_end_on_a_small_world(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The whole chain through the CLI, real components, a short world and a short training."""
-    cfg = {
+    cfg: dict[str, object] = {
         "workdir": str(tmp_path / "run"),
         "cache_dir": str(tmp_path / "cache"),
         "world": {

@@ -37,17 +37,12 @@ DEMO_ORDER = ["world", "ingest", "shards", "train", "forecast", "verify"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    # --debug before or after the subcommand; SUPPRESS keeps the sub-parser from resetting
-    # a value given before it.
-    debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
-    )
-    p = argparse.ArgumentParser(prog="stratocast", description=__doc__, parents=[debug])
-    p.set_defaults(debug=False)
+    p = argparse.ArgumentParser(prog="stratocast", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in [*STAGES.items(), ("demo", (None, "run every stage in order"))]:
-        sp = sub.add_parser(name, help=help_text, parents=[debug])
+        sp = sub.add_parser(name, help=help_text)
+        _add_debug(sp)
         sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
         sp.add_argument("--workdir", default=None, help="override the config's workdir")
         sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -56,10 +51,16 @@ def _parser() -> argparse.ArgumentParser:
         if name == "verify":
             stages.add_verify_arguments(sp)
     slurm.add_parser(sub)
-    sub.choices["slurm"].add_argument(
+    _add_debug(sub.choices["slurm"])
+    return p
+
+
+def _add_debug(sp: argparse.ArgumentParser) -> None:
+    """``--debug`` after the subcommand too. Its own action with a SUPPRESS default, so the
+    sub-parser never resets a ``--debug`` given before the subcommand."""
+    sp.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
-    return p
 
 
 def demo(cfg: RunConfig, paths: RunPaths, progress: bool) -> Path:
@@ -84,25 +85,26 @@ def _one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or "(no message)"
 
 
-def _os_error(err: OSError, workdir: Path | None) -> str:
+def _os_error(err: OSError, context: str | None) -> str:
     """``ENOSPC: No space left on device: /x/y`` from any OSError, with the path(s) it names;
-    when it names none (pyarrow, zarr and numcodecs often drop it), the run's workdir."""
+    when it names none (a failed write or close; pyarrow and zarr often drop it), what the
+    command was writing to (``context``)."""
     code = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
     what = _one_line(err.strerror or str(err))
     paths = [p for p in (err.filename, err.filename2) if p is not None]
     if paths:
         where = ": " + " -> ".join(str(p) for p in paths)
     else:
-        where = f" (in the run's workdir {workdir})" if workdir is not None else ""
+        where = f" ({context})" if context is not None else ""
     return f"{code + ': ' if code else ''}{what}{where}"
 
 
-def _describe(err: BaseException, workdir: Path | None = None) -> tuple[str, int]:
+def _describe(err: BaseException, context: str | None = None) -> tuple[str, int]:
     """The one-line message and exit code for an error that ended a command."""
     if isinstance(err, StratocastError):  # before OSError: some project errors are OSErrors
         return f"error: {_one_line(str(err))}", 2
     if isinstance(err, OSError):
-        return f"error: {_os_error(err, workdir)}", 2
+        return f"error: {_os_error(err, context)}", 2
     if isinstance(err, ValidationError):  # a config built outside load_config (e.g. slurm flags)
         return f"error: {_one_line(format_validation(err, 'arguments'))}", 2
     if isinstance(err, yaml.YAMLError):
@@ -113,14 +115,16 @@ def _describe(err: BaseException, workdir: Path | None = None) -> tuple[str, int
     return f"internal error: {type(err).__name__}: {quote(str(err), 300)} (rerun with --debug)", 1
 
 
-def _run(args: argparse.Namespace, where: list[Path]) -> int:
-    """Run the command; ``where`` receives the run's workdir once the config is loaded."""
+def _run(args: argparse.Namespace, where: list[str]) -> int:
+    """Run the command; ``where`` receives what it writes to, for errors that name no path."""
     if args.command == "slurm":
+        where.append(f"writing {args.out.resolve()}")
         return slurm.command(args)
     if args.command == "verify" and args.forecast is not None:
+        where.append(f"writing under {args.out}")
         return stages.verify_paths_command(args)
     cfg, paths = load_run(args.config, args.workdir)
-    where.append(paths.workdir)
+    where.append(f"in the run's workdir {paths.workdir}")
     progress = not args.no_progress
     if args.command == "verify" and args.analysis is not None:
         analysis = {"analysis": str(args.analysis)}
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure ends here: one line on stderr and exit 2 (1: a bug),
     the traceback too with ``--debug``."""
     args = _parser().parse_args(argv)
-    where: list[Path] = []
+    where: list[str] = []
     try:
         return _run(args, where)
     except Preempted as stop:

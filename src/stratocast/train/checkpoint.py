@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 import stratocast
+from stratocast.config import quote
 from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, build_model
 
@@ -102,6 +105,20 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     return payload
 
 
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation", "Please file an issue")
+
+
+def _load_failure(err: Exception) -> str:
+    """torch's weights-only refusal is a page of advice (including "set weights_only=False",
+    exactly what must not be done with a file from elsewhere); keep only the reason."""
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", str(err))]
+    reason = [p for p in paragraphs if p and not p.startswith(_TORCH_ADVICE)]
+    if str(err).startswith("Weights only load failed"):
+        why = "; ".join(r.removeprefix("WeightsUnpickler error: ") for r in reason)
+        return f"refused by the weights-only loader ({quote(why or 'no reason given', 200)})"
+    return f"{type(err).__name__}: {quote(reason[0] if reason else '', 200)}"
+
+
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, Any]]:
     """Read ``model.pt`` or ``model.safetensors`` (+ its ``model.json``)."""
     if not path.is_file():
@@ -110,17 +127,29 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, An
         payload = _read_safetensors(path)
     else:
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # its protocol warning on a foreign file is noise
+                warnings.simplefilter("ignore", UserWarning)
+                payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for a damaged file; name the file
-            raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+            raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(err)}") from None
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"{path}: holds {type(payload).__name__}, not a checkpoint")
     if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {payload.get('format')!r}, expected {FORMAT!r}")
-    g = payload["geometry"]
-    arrays = {k: np.asarray(v) for k, v in g.items() if k not in ("channels", "obs_variables")}
-    geometry = Geometry(
-        channels=tuple(g["channels"]), obs_variables=tuple(g["obs_variables"]), **arrays
-    )
-    model = build_model(payload["model_name"], geometry, payload["model_options"])
-    model.load_state_dict(payload["state_dict"])
+    try:  # a file in the right format can still describe nothing we can build
+        g = payload["geometry"]
+        arrays = {k: np.asarray(v) for k, v in g.items() if k not in ("channels", "obs_variables")}
+        geometry = Geometry(
+            channels=tuple(g["channels"]), obs_variables=tuple(g["obs_variables"]), **arrays
+        )
+        model = build_model(payload["model_name"], geometry, payload["model_options"])
+        model.load_state_dict(payload["state_dict"])
+    except StratocastError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        what = f"no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise CheckpointError(
+            f"{path}: cannot build the model it describes ({quote(what)})"
+        ) from None
     model.eval()
     return model, geometry, payload
