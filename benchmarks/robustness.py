@@ -64,13 +64,18 @@ DWD = "bufr/dwd_synop_20210516T12.bufr"
 
 
 def _groups(failures: list[Failure]) -> dict[tuple[str, str, str], list[Failure]]:
-    """Failures grouped by kind, innermost frame and exception type (or first words)."""
+    """Failures grouped by kind, innermost frame and what broke (exception type, variable)."""
     out: dict[tuple[str, str, str], list[Failure]] = defaultdict(list)
     for f in failures:
         p = f.problem
-        head = p.detail.split(":", 1)[0] if p.kind == "exception" else p.detail.split(" ")[0]
-        if p.kind in ("record", "tally"):  # "file:line: sp=..." -> the variable / message
-            head = " ".join(w.split("=")[0] for w in p.detail.split(" ")[1:3])
+        if p.kind == "exception":
+            head = p.detail.split(":", 1)[0]
+        elif p.kind == "record":  # "file:line: sp=... is not", "file:line: position (...)"
+            head = p.detail.split(": ", 1)[-1].split("=")[0].split(" (")[0]
+        elif p.kind == "tally":
+            head = p.detail.split(":")[0].split(" ")[0]
+        else:  # memory, crash, record_type
+            head = ""
         out[(p.kind, p.where, head)].append(f)
     return out
 

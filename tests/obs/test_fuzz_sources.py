@@ -80,6 +80,8 @@ REGRESSIONS: list[tuple[str, str, int]] = [
     ("metar", "badchars.txt", 71),
     ("metar", "collective.txt", 35),
     ("metar", "kawn.txt", 112),
+    # section-4 flips in the DWD bulletin: a Report at latitude 216.9 (off the globe)
+    ("synop_bufr", "dwd_synop_20210516T12.bufr", 1096),
 ]
 
 # Registered sources with no real sample in ../shared/data to mutate (their own tests build
