@@ -297,5 +297,6 @@ def test_single_level_selected_before_writing(gfs: Gfs, tmp_path: Path) -> None:
     ds = open_gridded(tmp_path / "one_level.nc")
     expected = gfs.expected()
     assert set(ds.data_vars) == {f"{q}500" for q in ("t", "z", "u", "r", "w")}
+    assert "pressure_level" not in ds.coords  # the level is in the names now
     for name in ds.data_vars:
         np.testing.assert_allclose(ds[name].isel(time=0).values, expected[str(name)], rtol=1e-12)

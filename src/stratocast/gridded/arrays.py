@@ -234,5 +234,8 @@ def _convert(
     else:  # a user target outside the canonical table: kept in the file's units
         out = da.copy(deep=False)
         out.attrs = {"units": units}
+    # a scalar level coordinate says which level this is; it is in the name now, and left on
+    # it would clash between t500 and t850 when they are merged into one Dataset
+    out = out.drop_vars([c for c in out.coords if c in axes.LEVEL_NAMES and out[c].ndim == 0])
     order = [d for d in _CANONICAL_DIMS if d in out.dims]
     return out.transpose(*order)
