@@ -284,13 +284,13 @@ def _decode(
     if "SLP" in body:  # SLPppp belongs in the remarks, but some stations put it in the body
         s = _SLP.search(body)
         if s:
-            values["msl"] = _slp(s.group(1))
+            values["msl"] = _SLP_PA[s.group(1)]
     if rmk:
         tgroup = False
         for slp, ts, tv, ds, dv in _RMK.findall(rmk):
             if slp:
                 if "msl" not in values:
-                    values["msl"] = _slp(slp)
+                    values["msl"] = _SLP_PA[slp]
             elif not tgroup:  # 0.1 °C precision beats the whole-degree group
                 tgroup = True
                 values["t2m"] = (-_TENTH_C if ts == "1" else _TENTH_C) * int(tv) + ZERO_C
@@ -327,6 +327,9 @@ def _slp(digits: str) -> float:
     return tenths * _SLP_TENTH
 
 
+_SLP_PA = {f"{n:03d}": _slp(f"{n:03d}") for n in range(1000)}  # a lookup per report, no parse
+
+
 _SP_CACHE: dict[tuple[float, float], float] = {}
 
 
@@ -358,9 +361,10 @@ class _Splitter:
         parts: list[str] = []
         start = 0
         framing = 0
+        control = "\x01" in text or "\x03" in text  # plain files have neither: skip the test
         for lineno, line in enumerate(text.split("\n"), start=1):
             s = line.strip(" \t\r\x01\x03")
-            if "\x01" in line or "\x03" in line:  # SOH/ETX the strip removed are framing
+            if control and ("\x01" in line or "\x03" in line):  # SOH/ETX stripped: framing
                 framing += text_chars(line) - text_chars(s)
             if not s:
                 if parts:
