@@ -187,3 +187,24 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = _cli("--debug", "ingest", "--config", str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "Traceback" in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("stratocast ingest: error: config file not")
+
+
+def test_a_bug_is_one_line_with_exit_1_and_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a project error: still one line (exit 1, a bug), the traceback only with --debug."""
+    from stratocast.cli import main as cli
+
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError("division by zero in a stage")
+
+    monkeypatch.setitem(cli.STAGES, "ingest", (broken, "broken"))
+    assert cli.main(["ingest", "--config", str(DEMO)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "stratocast ingest: internal error: ZeroDivisionError: 'division by zero in a stage' "
+        "(rerun with --debug)\n"
+    )
+    assert cli.main(["ingest", "--debug", "--config", str(DEMO)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in broken" in err

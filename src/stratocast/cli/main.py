@@ -105,8 +105,8 @@ def _describe(err: BaseException, context: str | None = None) -> tuple[str, int]
         return f"error: {_one_line(str(err))}", 2
     if isinstance(err, OSError):
         return f"error: {_os_error(err, context)}", 2
-    if isinstance(err, ValidationError):  # a config built outside load_config (e.g. slurm flags)
-        return f"error: {_one_line(format_validation(err, 'arguments'))}", 2
+    if isinstance(err, ValidationError):  # a config built outside load_config (named by class)
+        return f"error: {_one_line(format_validation(err, err.title))}", 2
     if isinstance(err, yaml.YAMLError):
         return f"error: cannot parse YAML: {_one_line(str(err))}", 2
     if isinstance(err, KeyboardInterrupt):
