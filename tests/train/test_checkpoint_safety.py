@@ -224,3 +224,17 @@ def test_stratocast_train_refuses_a_planted_checkpoint(
     assert lines[-1].startswith("stratocast train: error: ")
     assert f"{planted / '.metadata'}: refusing to load" in lines[-1]
     shutil.rmtree(planted)
+
+
+def test_a_planted_link_to_an_endless_device_is_refused(tmp_path: Path) -> None:
+    """``.metadata`` -> /dev/zero would be read forever (its size is 0): refused unread."""
+    if not Path("/dev/zero").exists():
+        pytest.skip("/dev/zero absent")
+    ckpt, _, _ = _saved(tmp_path)
+    path = checkpoint_dir(tmp_path, 2)
+    (path / DIGESTS).unlink()
+    (path / ".metadata").unlink()
+    (path / ".metadata").symlink_to("/dev/zero")
+    model, opt = _model()
+    with pytest.warns(UserWarning), pytest.raises(ResumeError, match=r"\.metadata: not a regular"):
+        ckpt.restore(2, model, opt, batch_size=2)

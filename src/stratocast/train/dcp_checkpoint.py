@@ -25,11 +25,13 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
 import pickletools
 import random
 import re
 import shutil
+import stat
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -171,6 +173,7 @@ def loader_state_for(
 # plants a directory can plant matching digests, which is why the reader above is the guard.
 
 DIGESTS = "digests.json"
+_MAX_JSON_BYTES = 64 * 2**20  # meta.json and rank files: a few KB
 _MAX_METADATA_BYTES = 512 * 2**20  # a 10^4-rank FSDP checkpoint of a large model stays far below
 _DCP_METADATA = "torch.distributed.checkpoint.metadata"
 _ALLOWED_GLOBALS = frozenset(
@@ -268,15 +271,27 @@ def _check_metadata(md: Any, where: Path) -> Metadata:
     return md
 
 
-def read_metadata_safely(path: Path) -> Metadata:
-    """Read a DCP ``.metadata`` file without letting it run code (see above)."""
+def _read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes. A planted name can be a link to
+    /dev/zero or a FIFO: reading those would never end, so only regular files are read, and
+    never more than ``limit + 1`` bytes of them."""
     try:
-        size = path.stat().st_size
-        if size > _MAX_METADATA_BYTES:
-            raise ResumeError(f"{path}: {size} bytes, more than metadata ever needs")
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ResumeError(f"{path}: not a regular file")
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise ResumeError(f"{path}: missing (checkpoint incomplete)") from None
+    except OSError as err:
+        raise ResumeError(f"{path}: cannot read: {err.strerror or err}") from None
+    if len(data) > limit:
+        raise ResumeError(f"{path}: more than {limit} bytes, more than it ever needs")
+    return data
+
+
+def read_metadata_safely(path: Path) -> Metadata:
+    """Read a DCP ``.metadata`` file without letting it run code (see above)."""
+    data = _read_capped(path, _MAX_METADATA_BYTES)
     _scan_pickle(data, path)
     try:
         md = _RestrictedUnpickler(data, path).load()
@@ -383,7 +398,7 @@ def verify_digests(path: Path) -> None:
         )
         return
     try:
-        table = json.loads(digests.read_text())["files"]
+        table = json.loads(_read_capped(digests, _MAX_JSON_BYTES))["files"]
         expected = {str(k): (str(v["sha256"]), int(v["bytes"])) for k, v in table.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ResumeError(f"{digests}: unreadable digest table: {err}") from None
@@ -426,9 +441,7 @@ def _quiet_single_process() -> Iterator[None]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResumeError(f"{path}: missing (checkpoint incomplete)") from None
+        data = json.loads(_read_capped(path, _MAX_JSON_BYTES))
     except (ValueError, UnicodeDecodeError) as err:
         raise ResumeError(f"{path}: not valid JSON: {err}") from None
     if not isinstance(data, dict):
