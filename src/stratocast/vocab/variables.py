@@ -67,6 +67,10 @@ _TABLE = [
     Variable("v500", "northward_wind", "m s-1", -150.0, 150.0, "northward wind at 500 hPa"),
 ]
 
+# Names of the hand-written table whose description is not "... at N hPa": single-level
+# variables whose spelling a pressure-level name must not take (u10, v10).
+_SINGLE_LEVEL = frozenset(v.name for v in _TABLE if not v.description.endswith(" hPa"))
+
 # Every standard pressure level of ERA5 (37 levels, hPa); WeatherBench2's 13 are a subset.
 PRESSURE_LEVELS: tuple[int, ...] = (
     *(1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400),
@@ -118,19 +122,26 @@ def _level_range(quantity: str, level: int) -> tuple[float, float]:
 
 def level_variable(quantity: str, level: int) -> str:
     """Canonical name of ``quantity`` (``t``, ``z``, ``u``, ``v``, ``q``, ``r``, ``w``) at
-    ``level`` hPa: ``t500``, ``z1000``, ``u250`` ... (the WeatherBench2/GraphCast spelling)."""
-    return f"{quantity}{int(level)}"
+    ``level`` hPa: ``t500``, ``z1000``, ``u250`` ... (the WeatherBench2/GraphCast spelling).
+
+    Where that spelling is already a single-level variable (``u10``/``v10`` are the 10 m
+    wind) the level name takes an ``hpa`` suffix: u at 10 hPa is ``u10hpa``.
+    """
+    name = f"{quantity}{int(level)}"
+    return f"{name}hpa" if name in _SINGLE_LEVEL else name
 
 
-_LEVEL_NAME = re.compile(r"^([tzuvqrw])(\d{1,4})$")
+_LEVEL_NAME = re.compile(r"^([tzuvqrw])(\d{1,4})(hpa)?$")
 
 
 def parse_level_variable(name: str) -> tuple[str, int] | None:
-    """``("t", 500)`` for ``"t500"``; None for a name that is not a pressure-level variable."""
+    """``("t", 500)`` for ``"t500"``, ``("u", 10)`` for ``"u10hpa"``; None for a name that is
+    not a pressure-level variable (``"u10"``, the 10 m wind, among them)."""
     m = _LEVEL_NAME.match(name)
     if m is None or int(m.group(2)) not in PRESSURE_LEVELS:
         return None
-    return m.group(1), int(m.group(2))
+    quantity, level = m.group(1), int(m.group(2))
+    return (quantity, level) if level_variable(quantity, level) == name else None
 
 
 def _level_table() -> list[Variable]:
