@@ -95,3 +95,17 @@ def test_tables_without_positions_are_left_alone() -> None:
     df = pd.DataFrame({"station_id": ["A"], "variable": ["t2m"], "value": [280.0], "check": [None]})
     check_position(df)
     assert df["check"].isna().all()
+
+
+def test_flight_altitude_is_not_a_station_height(reports: list[Report]) -> None:
+    """Aircraft reports carry the flight altitude as elevation: 11 km is fine there (up to the
+    per-source bound, 20 km), but not for a station."""
+    high = next(r for r in reports if not r.flags)._replace(elevation=11000.0)
+    aircraft = run_qc(collect([high], "aircraft_bufr").values, QCConfig())
+    assert not aircraft["check"].eq("position").any()
+    station = run_qc(collect([high], "synop_bufr").values, QCConfig())
+    assert station["check"].eq("position").all()
+    too_high = run_qc(
+        collect([high._replace(elevation=25000.0)], "aircraft_bufr").values, QCConfig()
+    )
+    assert too_high["reason"].eq("elevation 25000 m outside [-500, 20000] m").all()

@@ -5,7 +5,8 @@ reported once, under its most basic fault:
 
 0. ``position``: every value of a report whose position is impossible (latitude outside
    [-90, 90], longitude outside [-180, 180] — readers normalise (180, 360] — or NaN) or whose
-   elevation is outside [-500, 9000] m, or (with a station catalogue) whose position is more
+   elevation is outside [-500, 9000] m (aircraft: flight altitude up to 20,000 m,
+   ``elevation_max_by_source``), or (with a station catalogue) whose position is more
    than ``position_max_km`` (25 km) from the catalogue's position of that station; the reason
    names the value.
 1. ``range``: outside the canonical variable's valid range (``stratocast.vocab.variables``).
@@ -77,6 +78,11 @@ class QCConfig(ComponentConfig):
     step_max: dict[str, float] = Field(
         default_factory=lambda: {"t2m": 15.0, "d2m": 15.0, "msl": 2000.0, "sp": 2000.0}
     )
+    elevation_max_by_source: dict[str, float] = Field(
+        default_factory=lambda: {"aircraft_bufr": 20000.0},
+        description="upper elevation bound (m) per source whose 'elevation' is a flight "
+        "altitude, not a station height (the default 9000 m applies to all others)",
+    )
     position_max_km: float = Field(
         default=25.0,
         gt=0.0,
@@ -118,11 +124,16 @@ def _distance_km(
 
 
 def check_position(
-    df: pd.DataFrame, catalogue: StationCatalogue | None = None, max_km: float = 25.0
+    df: pd.DataFrame,
+    catalogue: StationCatalogue | None = None,
+    max_km: float = 25.0,
+    elevation_max_by_source: dict[str, float] | None = None,
 ) -> None:
     """Quarantine every value of a report with an impossible position or elevation, or one far
     from its station's catalogue position (``position``). Needs lat/lon (elevation optional);
-    tables without them (callers that carry no position) are left alone."""
+    tables without them (callers that carry no position) are left alone.
+    ``elevation_max_by_source``: sources whose elevation is a flight altitude (aircraft) get
+    their own upper bound instead of ``ELEVATION_MAX``."""
     if "lat" not in df or "lon" not in df:
         return
     lat = df["lat"].to_numpy(dtype="float64")
@@ -134,8 +145,12 @@ def check_position(
     _flag(df, bad_lon, "position", lambda r: "longitude " + _fmt(r["lon"]) + " outside [-180, 180]")
     if "elevation" in df:
         elev = df["elevation"].to_numpy(dtype="float64")
+        top = pd.Series(ELEVATION_MAX, index=df.index)
+        if elevation_max_by_source and "source" in df:
+            top = df["source"].map(elevation_max_by_source).fillna(ELEVATION_MAX).astype(float)
+        hi = top.to_numpy(dtype="float64")
         with np.errstate(invalid="ignore"):  # NaN: height unknown, not wrong
-            bad_elev = (elev < ELEVATION_MIN) | (elev > ELEVATION_MAX)
+            bad_elev = (elev < ELEVATION_MIN) | (elev > hi)
         _flag(
             df,
             bad_elev,
@@ -143,7 +158,9 @@ def check_position(
             lambda r: (
                 "elevation "
                 + _fmt(r["elevation"].astype("float64"))
-                + f" m outside [{ELEVATION_MIN:g}, {ELEVATION_MAX:g}] m"
+                + f" m outside [{ELEVATION_MIN:g}, "
+                + _fmt(top[r.index])
+                + "] m"
             ),
         )
     if catalogue is None or not len(catalogue):
@@ -544,7 +561,7 @@ def run_qc(
     if out.empty:
         return out
     out.index = pd.RangeIndex(len(out))
-    check_position(out, catalogue, cfg.position_max_km)
+    check_position(out, catalogue, cfg.position_max_km, cfg.elevation_max_by_source)
     derived = derived_pressure(out)  # which sp/msl rows a reader derived (propagation)
     check_range(out)
     check_consistency(out, cfg.dewpoint_tolerance, derived)
