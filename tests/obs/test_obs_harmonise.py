@@ -79,7 +79,7 @@ def test_derive_adds_msl_only_when_absent() -> None:
 
 def test_msl_is_registered_as_derived_and_flags_propagate() -> None:
     assert DECODE_DERIVED_FROM["msl"] == ("sp", "t2m")
-    # QC cannot tell a reported msl from a derived one in the store: it must not withdraw it
+    # msl is derived only for some reports: QC recognises those by reproduction (qc.py)
     assert "msl" not in DERIVED_FROM
     flags = {"t2m": ("range", "t2m 400 K out of range")}
     derive({"sp": 99000.0, "t2m": 400.0}, flags, elevation=50.0)
@@ -129,3 +129,49 @@ def test_synop_tac_derives_msl_when_4pppp_is_missing(tmp_path: Path) -> None:
     assert isinstance(rec, Report)
     assert rec.values["sp"] == 98740.0
     assert rec.values["msl"] / 100 == pytest.approx(1037.6, abs=1.0)
+
+
+def test_qnh_inversion_refuses_what_has_no_answer() -> None:
+    from stratocast.obs.harmonise import PressureConversionError, qnh_to_station_pressure
+
+    with pytest.raises(PressureConversionError, match="0 hPa"):
+        qnh_to_station_pressure(0.0, 300.0)  # Q0000: a complex power before
+    with pytest.raises(PressureConversionError):
+        qnh_to_station_pressure(float("nan"), 300.0)
+    with pytest.raises(PressureConversionError):
+        qnh_to_station_pressure(10000.0, 40000.0)  # no station pressure that high
+
+
+def test_station_pressure_check_bounds() -> None:
+    from stratocast.obs.harmonise import (
+        SP_SEA_LEVEL_MAX,
+        SP_SEA_LEVEL_MIN,
+        standard_pressure,
+        station_pressure_problem,
+    )
+
+    assert standard_pressure(0.0) == 101325.0
+    assert standard_pressure(1500.0) == pytest.approx(84556.0, rel=1e-3)  # ICAO table
+    for h in (0.0, 450.0, 1500.0, 3000.0):
+        std = standard_pressure(h)
+        inside = std * 0.5 * (SP_SEA_LEVEL_MIN + SP_SEA_LEVEL_MAX) / 101325.0
+        assert station_pressure_problem(inside, h) is None
+        assert station_pressure_problem(std * (SP_SEA_LEVEL_MIN - 100) / 101325.0, h)
+        assert station_pressure_problem(std * (SP_SEA_LEVEL_MAX + 100) / 101325.0, h)
+    assert station_pressure_problem(50000.0, float("nan")) is None  # unknown height: no verdict
+    # with the report's own msl as witness (low stations): 5 hPa + 1 hPa per 100 m
+    assert station_pressure_problem(98310.0, 450.0, 103760.0) is None
+    assert "from the report's own msl" in str(station_pressure_problem(98310.0, 450.0, 101000.0))
+    # a deep cyclone with both groups agreeing passes although below the absolute band
+    assert station_pressure_problem(90500.0, 5.0, 90560.0) is None
+    assert station_pressure_problem(90500.0, 5.0) is not None
+
+
+def test_derive_skips_msl_from_implausible_sp_and_flags_it() -> None:
+    flags: dict[str, tuple[str, str]] = {}
+    v = derive({"sp": 86160.0, "t2m": 281.45}, flags, elevation=450.0)
+    assert "msl" not in v
+    assert flags["sp"][0] == "consistency" and "861.6 hPa implausible at 450 m" in flags["sp"][1]
+    # without a flags dict the value stays unflagged here (QC applies the same rule) but no
+    # msl is derived from it either
+    assert "msl" not in derive({"sp": 86160.0, "t2m": 281.45}, elevation=450.0)
