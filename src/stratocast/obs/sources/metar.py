@@ -16,8 +16,8 @@ compiled-regex searches. Decoded:
   station elevation (NWS altimeter-setting formula), which is emitted too; a report without
   SLP then gets ``msl`` only as :func:`stratocast.obs.harmonise.derive` reduces that ``sp``
   with the actual temperature (WMO reduction, stations up to 500 m). Such an msl is derived:
-  it goes to quarantine with a quarantined qnh, sp or t2m of its report (decode-time flags,
-  and QC's ``derived`` check, which recognises it by reproducing the reduction).
+  it goes to quarantine with a quarantined qnh, sp or t2m of its report (QC's ``derived``
+  check recognises it by reproducing the reduction, :func:`stratocast.obs.qc.derived_pressure`).
 * wind: a direction above 360 or not a multiple of 10 (``90010KT``: a slipped digit) makes the
   whole wind group untrustworthy: speed and direction are kept but flagged ``wind_group``, so
   they reach quarantine with the reason; no u10/v10 are derived from them.
