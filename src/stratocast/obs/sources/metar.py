@@ -10,8 +10,8 @@ compiled-regex searches. Decoded:
 * pressure: ``SLPppp`` (sea-level pressure, 0.1 hPa; a US remark, also accepted in the body)
   is ``msl``. The altimeter setting (``Annnn`` inHg, ``Qnnnn`` hPa, i.e. QNH) is ``qnh``, never
   ``msl``: QNH carries station pressure to sea level through the ICAO standard atmosphere, not
-  the actual air column, and on the shared NWS collectives differs from the SLP remark by up to
-  1.7 hPa (up to ~20 hPa at high, cold stations). Because QNH *is* station pressure run
+  the actual air column: on the shared NWS collectives it differs from the SLP remark by up to
+  1.93 hPa at stations below 310 m, and more at high ones. Because QNH *is* station pressure run
   through the standard atmosphere, it inverts exactly to station pressure ``sp`` given the
   station elevation (NWS altimeter-setting formula), which is emitted too; a report without
   SLP then gets ``msl`` only as :func:`stratocast.obs.harmonise.derive` reduces that ``sp``
