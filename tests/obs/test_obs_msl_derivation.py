@@ -194,3 +194,40 @@ def test_metar_quarantine_flows_qnh_to_sp_to_msl(airports: StationCatalogue) -> 
         else:
             assert pd.isna(out.loc["sp", "check"])
             assert out.loc["msl", "reason"] == "derived from quarantined t2m"
+
+
+def test_real_bufr_station_at_459_m_reporting_861_hpa(tmp_path: Path) -> None:
+    """The issue's case through the SYNOP BUFR reader: DWD station 10743 (459.1 m; real
+    948.9 hPa station, 1005.0 hPa MSL) with its station pressure set to 861.6 hPa and its MSL
+    missing, written back by ecCodes. Before, the reader stored the reduction, 910.0 hPa."""
+    from stratocast.obs.sources.synop_bufr import SynopBufrSource
+
+    eccodes = pytest.importorskip("eccodes")  # after the reader: its import order matters
+    src = DATA / "bufr" / "dwd_synop_20210516T12.bufr"
+    with open(src, "rb") as f:
+        h = eccodes.codes_bufr_new_from_file(f)
+    try:
+        eccodes.codes_set(h, "unpack", 1)
+        assert eccodes.codes_get_array(h, "stationNumber")[18] == 743
+        eccodes.codes_set(h, "#19#nonCoordinatePressure", 86160.0)
+        eccodes.codes_set(h, "#19#pressureReducedToMeanSeaLevel", eccodes.CODES_MISSING_DOUBLE)
+        eccodes.codes_set(h, "pack", 1)
+        path = tmp_path / "mutated.bufr"
+        with open(path, "wb") as g:
+            eccodes.codes_write(h, g)
+    finally:
+        eccodes.codes_release(h)
+    recs = [r for r in SynopBufrSource().read(path) if isinstance(r, Report)]
+    (rec,) = [r for r in recs if r.station_id == "10743"]
+    assert rec.elevation == pytest.approx(459.1) and rec.values["sp"] == 86160.0
+    old = reduce_to_msl(86160.0, rec.values["t2m"], rec.elevation, rec.values.get("d2m"))
+    assert old is not None and old / 100 == pytest.approx(910.0, abs=0.1)
+    assert "msl" not in rec.values
+    check, reason = rec.flags["sp"]
+    assert check == "consistency" and "861.6 hPa implausible at 459.1 m" in reason
+    out = run_qc(collect(recs, "synop_bufr").values, QCConfig())
+    bad = out[out["report_id"] == rec.report_id].set_index("variable")
+    assert bad.loc["sp", "check"] == "consistency"
+    # the other 24 stations of the message keep their pressures
+    others = out[(out["report_id"] != rec.report_id) & out["variable"].isin(["sp", "msl"])]
+    assert len(others) > 40 and others["check"].isna().all()
