@@ -437,33 +437,27 @@ def test_config_rejects_unknown_source_name() -> None:
         parse_config(IngestConfig, {"sources": [{"name": "tabel", "paths": ["x"]}]}, "r.yaml")
 
 
-def test_bad_options_in_a_run_are_file_errors(tmp_path: Path) -> None:
-    """A config whose column map does not convert fails its files with the option named; the
-    run's other sources still land."""
+def test_bad_options_in_a_run_are_a_config_error(tmp_path: Path) -> None:
+    """A config whose column map does not convert is refused when the run config is parsed,
+    naming the source and the option (before any file is read)."""
     path = tmp_path / "x.csv"
     path.write_text("station,valid,lat,lon,t\nA,2017-01-01T00:00,1,2,1.5\n")
-    good = tmp_path / "y.csv"
-    good.write_text("station,valid,lat,lon,t\nA,2017-01-01T01:00,1,2,2.5\n")
     pos = {"lat": "lat", "lon": "lon"}
-    cfg = parse_config(
-        IngestConfig,
-        {
-            "sources": [
-                {
-                    "name": "table",
-                    "paths": [str(path)],
-                    "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "kt"}}},
-                },
-                {
-                    "name": "table",
-                    "paths": [str(good)],
-                    "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "degC"}}},
-                },
-            ]
-        },
-        "run.yaml",
+    good = {
+        "name": "table",
+        "paths": [str(path)],
+        "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "degC"}}},
+    }
+    bad = {
+        "name": "table",
+        "paths": [str(path)],
+        "options": {**pos, "columns": {"t": {"variable": "t2m", "units": "kt"}}},
+    }
+    cfg = parse_config(IngestConfig, {"sources": [good]}, "run.yaml")
+    assert (
+        ingest(cfg, tmp_path / "store", None, progress=False).sources["table"].reports_stored == 1
     )
-    acc = ingest(cfg, tmp_path / "store", None, progress=False)
-    (err,) = acc.file_errors
-    assert err.path == str(path) and "options.columns.t.units" in err.error
-    assert acc.sources["table"].files_failed == 1 and acc.sources["table"].reports_stored == 1
+    with pytest.raises(
+        ConfigError, match=r"sources\.1.*source 'table' options:.*options\.columns\.t\.units"
+    ):
+        parse_config(IngestConfig, {"sources": [good, bad]}, "run.yaml")

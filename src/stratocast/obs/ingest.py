@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
 from stratocast.config import ComponentConfig
@@ -80,6 +80,17 @@ class SourceSpec(ComponentConfig):
         if v not in available_sources():
             raise ValueError(f"unknown source {v!r}; available: {', '.join(available_sources())}")
         return v
+
+    @model_validator(mode="after")
+    def _options_build(self) -> SourceSpec:
+        # Build the reader once here so that a bad option (an unknown unit, a column mapped
+        # to no canonical variable, a missing station table) is one config error naming the
+        # option, not one file error per input file at ingest time.
+        try:
+            get_source(self.name, **self.options)
+        except (TypeError, ValueError, OSError) as err:
+            raise ValueError(f"source {self.name!r} options: {err}") from None
+        return self
 
 
 class IngestConfig(ComponentConfig):
