@@ -174,3 +174,29 @@ def test_oversized_or_unreadable_config_files(tmp_path: Path) -> None:
 def test_demo_config_still_loads() -> None:
     cfg, _ = load_run(DEMO)
     assert yaml.safe_load(DEMO.read_text())["train"]["steps"] == cfg.train.steps
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "bound"),
+    [
+        ("ingest", "workers", 10**9, "4096"),
+        ("verify", "bootstrap_samples", 10**12, "10000000"),
+        ("verify", "init_chunk_size", 10**9, "65536"),
+        ("shards", "shard_steps", 10**9, "100000"),
+        ("world.network", "n_metar", 10**9, "100000"),
+    ],
+)
+def test_counts_in_every_section_are_bounded(
+    section: str, key: str, value: int, bound: str
+) -> None:
+    """The other sections' counts carry bounds too; the message names key and bound."""
+    from stratocast.cli.run_config import RunConfig
+    from stratocast.config import parse_config, read_yaml
+
+    raw = read_yaml(DEMO)
+    node = raw
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = value
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}.*less than or equal to {bound}"):
+        parse_config(RunConfig, raw, str(DEMO))

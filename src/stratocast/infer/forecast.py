@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from stratocast.config import BATCH_MAX, HORIZON_HOURS_MAX, ComponentConfig, count
+from stratocast.errors import StratocastError
 from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.loader.dataset import ShardStore, clock_features
 from stratocast.models.base import ForecastModel
@@ -22,6 +23,10 @@ from stratocast.shards.layout import ShardError
 from stratocast.train.checkpoint import load_checkpoint
 from stratocast.train.cycle import cycle_and_rollout
 from stratocast.vocab.variables import get as get_variable
+
+
+class ForecastError(StratocastError, ValueError):
+    """A forecast request the shards and checkpoint cannot serve (the message says why)."""
 
 
 class ForecastConfig(ComponentConfig):
@@ -54,7 +59,9 @@ def run_forecast(
             f"{shards} have {step_h} h steps"
         )
     if cfg.horizon_hours % step_h:
-        raise ValueError(f"horizon {cfg.horizon_hours} h is not a multiple of the {step_h} h step")
+        raise ForecastError(
+            f"horizon {cfg.horizon_hours} h is not a multiple of the {step_h} h step"
+        )
     n_lead = cfg.horizon_hours // step_h
     times = m.times()
     first = m.time_index(np.datetime64(cfg.start))
@@ -62,7 +69,7 @@ def run_forecast(
     hours = (times.astype("datetime64[h]").astype(np.int64) % 24).astype(int)
     inits = [i for i in range(first, last + 1) if hours[i] in cfg.init_hours]
     if not inits:
-        raise ValueError(f"no init times at hours {cfg.init_hours} in {cfg.start}..{cfg.end}")
+        raise ForecastError(f"no init times at hours {cfg.init_hours} in {cfg.start}..{cfg.end}")
 
     # Each forecast cycles over the same number of windows the model was trained with
     # (`history`): analyses from a cold start, then from the model's own background. Longer

@@ -42,7 +42,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
-from stratocast.config import ComponentConfig
+from stratocast.config import WORKERS_MAX, ComponentConfig, count
 from stratocast.obs.accounting import Accounting, FileError, SourceAccount
 from stratocast.obs.parallel import dask_client, map_ordered
 from stratocast.obs.qc import QCConfig, run_qc, superseded_in_store
@@ -96,7 +96,7 @@ class SourceSpec(ComponentConfig):
 class IngestConfig(ComponentConfig):
     sources: list[SourceSpec]
     qc: QCConfig = QCConfig()
-    workers: int = Field(default=1, ge=1, description="decode processes; 1 = in this process")
+    workers: int = count(1, le=WORKERS_MAX, description="decode processes; 1 = in this process")
     scheduler: str | None = Field(
         default=None,
         description="Dask: 'local' (a LocalCluster of `workers` processes for this run) or the "

@@ -22,7 +22,7 @@ import zarr
 from pydantic import Field
 from tqdm import tqdm
 
-from stratocast.config import ComponentConfig
+from stratocast.config import ComponentConfig, count
 from stratocast.shards.layout import (
     GRID,
     LAYOUT_VERSION,
@@ -42,9 +42,9 @@ class ShardsConfig(ComponentConfig):
     obs_variables: list[str] = Field(default=["t2m", "u10", "v10", "msl"], min_length=1)
     stats_start: str = "2000-01-01T00"
     stats_end: str = "2000-10-31T18"
-    shard_steps: int = Field(default=64, ge=1)  # steps per shard object (object-store sized)
-    chunk_steps: int = Field(default=1, ge=1)  # steps per inner chunk: the training stride
-    channel_group: int | None = Field(default=None, ge=1)  # channels per chunk; None = all
+    shard_steps: int = count(64, le=100_000)  # steps per shard object (object-store sized)
+    chunk_steps: int = count(1, le=100_000)  # steps per inner chunk: the training stride
+    channel_group: int | None = count(None, le=10_000)  # channels per chunk; None = all
     tile: tuple[int, int] | None = None  # (lat, lon) extent of a chunk; None = whole grid
     compression: Literal["zstd", "none"] = "zstd"
 

@@ -17,10 +17,9 @@ from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
-from pydantic import Field
 from torch import nn
 
-from stratocast.config import ComponentConfig
+from stratocast.config import WORKERS_MAX, ComponentConfig, count
 from stratocast.errors import StratocastError
 from stratocast.train.cycle import Rollout
 
@@ -28,8 +27,8 @@ from stratocast.train.cycle import Rollout
 class ParallelConfig(ComponentConfig):
     """How many processes train, and how the model is spread over them."""
 
-    nodes: int = Field(default=1, ge=1)
-    procs_per_node: int = Field(default=1, ge=1)
+    nodes: int = count(1, le=WORKERS_MAX)
+    procs_per_node: int = count(1, le=WORKERS_MAX)
     strategy: Literal["ddp", "fsdp"] = "ddp"
     # Recompute each block's activations in backward instead of storing them: less memory,
     # about one more forward's compute.

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from stratocast.config import ComponentConfig
+from stratocast.config import BATCH_MAX, HORIZON_HOURS_MAX, SAMPLES_MAX, ComponentConfig, count
 
 #: Names the stage reserves for its own reference systems; forecasts may not use them.
 PERSISTENCE = "persistence"
@@ -49,8 +49,8 @@ class VerifyConfig(ComponentConfig):
     variables: list[str] = Field(default_factory=lambda: ["t2m", "ws10", "msl"])
     #: Lead times (hours) to score; None scores every lead time all forecasts share that is a
     #: multiple of ``lead_step_hours`` (WeatherReal: every 6 h to the forecast horizon).
-    lead_hours: list[int] | None = None
-    lead_step_hours: int = Field(default=6, ge=1)
+    lead_hours: list[int] | None = Field(default=None, max_length=HORIZON_HOURS_MAX)
+    lead_step_hours: int = count(6, le=HORIZON_HOURS_MAX)
     #: Variables the forecasts or the observations lack are skipped (and the report says why)
     #: instead of being an error: for scoring "every protocol variable both sides carry".
     skip_unavailable: bool = False
@@ -59,7 +59,7 @@ class VerifyConfig(ComponentConfig):
     #: An observation counts for a valid time when it lies within this many minutes of it.
     match_tolerance_minutes: float = Field(default=30.0, ge=0.0)
     #: Only initialisations at these UTC hours are scored.
-    init_hours: list[int] = Field(default_factory=lambda: [0, 12])
+    init_hours: list[int] = Field(default_factory=lambda: [0, 12], max_length=24)
     #: Standard-atmosphere lapse rate in K per km, applied to t2m from the interpolated model
     #: orography to the station elevation.
     lapse_rate: float = Field(default=6.5, ge=0.0, le=15.0)
@@ -67,15 +67,15 @@ class VerifyConfig(ComponentConfig):
     skill_reference: str = CLIMATOLOGY
     #: Climatology uses the mean for an hour of day only when that hour has this many samples
     #: at the station; otherwise it falls back to the station mean over all hours.
-    climatology_min_samples: int = Field(default=10, ge=1)
+    climatology_min_samples: int = count(10, le=SAMPLES_MAX)
     #: Explicit climatology period [start, end); by default every observation before the
     #: first scored initialisation (so the climatology never sees the verification period).
     climatology_start: datetime | None = None
     climatology_end: datetime | None = None
     #: Lead time (hours) of the station skill map; the nearest scored lead is used.
-    map_lead_hours: int = 24
+    map_lead_hours: int = count(24, ge=0, le=HORIZON_HOURS_MAX)
     #: Initialisations processed together; bounds memory for long verification periods.
-    init_chunk_size: int = Field(default=8, ge=1)
+    init_chunk_size: int = count(8, le=BATCH_MAX)
     #: Custom regions scored besides continents and AR6 land regions: name → (lon, lat)
     #: vertices in degrees (the polygon closes itself; regions may overlap).
     regions: dict[str, list[list[float]]] = Field(default_factory=dict)
@@ -86,7 +86,7 @@ class VerifyConfig(ComponentConfig):
     ar6_regions: bool = True
     ar6_regions_path: Path | None = None
     #: Paired block bootstrap resamples and seed for the significance tables.
-    bootstrap_samples: int = Field(default=1000, ge=100)
+    bootstrap_samples: int = count(1000, ge=100, le=SAMPLES_MAX)
     bootstrap_seed: int = 0
     #: Diebold–Mariano statistic of the significance tables: "hln", Harvey–Leybourne–Newbold
     #: (1997), as ``scores`` computes it; "bartlett", a Newey–West (Bartlett kernel) variance

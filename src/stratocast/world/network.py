@@ -25,7 +25,7 @@ import xarray as xr
 from pydantic import Field
 from tqdm import tqdm
 
-from stratocast.config import ComponentConfig
+from stratocast.config import ComponentConfig, count
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
 from stratocast.world.metar_writer import write_metar_day
 from stratocast.world.synop_bufr_writer import write_synop_file
@@ -61,8 +61,8 @@ STATION_COLUMNS = [
 class NetworkConfig(ComponentConfig):
     """Size, seed and error model of the simulated observing network."""
 
-    n_metar: int = Field(default=500, ge=0)
-    n_synop: int = Field(default=250, ge=0)
+    n_metar: int = count(500, ge=0, le=100_000)
+    n_synop: int = count(250, ge=0, le=100_000)
     verify_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
     seed: int = 0
     # 150 km thins the US/European airport clusters while leaving ~2400 candidate sites.
@@ -72,7 +72,7 @@ class NetworkConfig(ComponentConfig):
     gap_rate: float = Field(default=0.01, ge=0.0, le=1.0)  # reports missing at random
     # per station-day chance that an outage starts
     outage_rate: float = Field(default=0.002, ge=0.0, le=1.0)
-    outage_max_days: int = Field(default=5, ge=1)
+    outage_max_days: int = count(5, le=366)
     # Instrument noise (1 sigma), typical of WMO-class AWS sensors.
     temperature_sigma_k: float = Field(default=0.4, ge=0.0)
     dewpoint_sigma_k: float = Field(default=1.0, ge=0.0)
@@ -85,7 +85,7 @@ class NetworkConfig(ComponentConfig):
     representativeness_p_pa: float = Field(default=30.0, ge=0.0)
     exposure_sigma: float = Field(default=0.15, ge=0.0)
     metar_hourly: bool = False  # METARs also at intermediate hours (truth linear in time)
-    chunk_days: int = Field(default=16, ge=1)  # truth is processed this many days at a time
+    chunk_days: int = count(16, le=366)  # truth is processed this many days at a time
 
 
 @dataclass(frozen=True)

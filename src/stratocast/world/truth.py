@@ -70,8 +70,8 @@ class TruthConfig(ComponentConfig):
 
     resolution: Literal["T21", "T31", "T42"] = "T21"
     levels: int = Field(default=8, ge=4, le=40)
-    days: float = Field(default=366.0, gt=0.0)
-    spinup_days: float = Field(default=120.0, ge=0.0)
+    days: float = Field(default=366.0, gt=0.0, le=36_600.0)  # a century
+    spinup_days: float = Field(default=120.0, ge=0.0, le=3_660.0)
     output_hours: int = Field(default=6, ge=1, le=24)
     start: str = "2000-01-01T00"
     seed: int = 0
