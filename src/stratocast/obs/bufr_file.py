@@ -44,8 +44,10 @@ def non_finite(values: dict[str, float]) -> str | None:
     BUFR integers decode to finite numbers; this guards the conversions after them (wind
     components, derived pressures) so nothing non-finite reaches the store as a value.
     """
+    if all(map(math.isfinite, values.values())):  # the common case, without a list
+        return None
     bad = [k for k, v in values.items() if not math.isfinite(v)]
-    return f"non-finite value of {', '.join(bad)}" if bad else None
+    return f"non-finite value of {', '.join(bad)}"
 
 
 def corrupt(where: str, msg: bytes, problem: str) -> Rejection:
