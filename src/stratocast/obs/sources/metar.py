@@ -105,9 +105,11 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _HEADER = re.compile(
     r"(?:\d{3}"  # bulletin sequence number
     r"|[A-Z]{4}\d{0,2} [A-Z]{4} \d{6}(?: [A-Z]{3})?"  # WMO abbreviated heading TTAAii CCCC YYGGgg
-    r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3}"  # report type line, AWIPS product id
-    r"|ZCZC(?: \S+)?|NNNN)"  # start and end of a GTS message
+    r"|METAR|SPECI|[A-Z]{3}[A-Z0-9]{3})"  # report type line, AWIPS product id
 )
+# start and end of a GTS message; apart from _HEADER, tried only on lines starting Z or N,
+# because each alternative costs every line of the file a failed attempt
+_GTS = re.compile(r"ZCZC(?: \S+)?|NNNN")
 # Station, day/time, modifiers and wind in one match: they always lead a METAR, in this order.
 _HEAD = re.compile(
     r"(?:(?:METAR|SPECI) )?(?P<st>\S+)(?: (?P<dt>\S+))?(?: NIL(?!\S))?"
@@ -360,12 +362,9 @@ class _Splitter:
     def __call__(self, text: str) -> Iterator[tuple[int, str]]:
         parts: list[str] = []
         start = 0
-        framing = 0
-        control = "\x01" in text or "\x03" in text  # plain files have neither: skip the test
+        framing = _stripped_controls(text)
         for lineno, line in enumerate(text.split("\n"), start=1):
-            s = line.strip(" \t\r\x01\x03")
-            if control and ("\x01" in line or "\x03" in line):  # SOH/ETX stripped: framing
-                framing += text_chars(line) - text_chars(s)
+            s = line.strip(_STRIP)
             if not s:
                 if parts:
                     yield start, " ".join(parts)
@@ -376,8 +375,8 @@ class _Splitter:
                 if parts:
                     yield start, " ".join(parts)
                     parts = []
-                if _HEADER.fullmatch(s):
-                    framing += text_chars(s)
+                if _HEADER.fullmatch(s) or (s[0] in "ZN" and _GTS.fullmatch(s)):
+                    framing += len(s) - s.count(" ")  # headings have no other whitespace
                     continue
                 start = lineno
             while "=" in s:  # '=' ends a report; rarely, two share a line
@@ -396,6 +395,30 @@ class _Splitter:
             yield start, " ".join(parts)
         # every '=' is framing: no report text keeps one, and no heading has one
         self.framing = framing + text.count("=")
+
+
+_STRIP = " \t\r\x01\x03"  # what the splitter strips from each line's ends
+
+
+def _stripped_controls(text: str) -> int:
+    """How many SOH/ETX characters the splitter strips from line ends (framing).
+
+    Found by position rather than tested per line: a file holds a few (two per bulletin)
+    and a per-line test costs more than the split itself. One inside a report's text stays
+    in the report (and makes it a rejection: a control character).
+    """
+    n = 0
+    for ch in ("\x01", "\x03"):
+        i = text.find(ch)
+        while i >= 0:
+            a = text.rfind("\n", 0, i) + 1
+            b = text.find("\n", i)
+            line = text[a : b if b >= 0 else len(text)]
+            pos = i - a
+            if pos < len(line) - len(line.lstrip(_STRIP)) or pos >= len(line.rstrip(_STRIP)):
+                n += 1
+            i = text.find(ch, i + 1)
+    return n
 
 
 def split_reports(text: str) -> Iterator[tuple[int, str]]:
