@@ -284,3 +284,21 @@ def test_mutated_files_never_raise_and_balance(
         for r in records:
             if isinstance(r, Report):
                 assert all(isinstance(v, float) and v == v for v in r.values.values()), r
+
+
+def test_gts_envelope_is_framing(tmp_path: Path, airports: StationCatalogue) -> None:
+    """collective.txt inside a GTS message envelope (ZCZC nnn ... NNNN), as WMO links send it:
+    the envelope is framing, not three rejected 'reports'."""
+    data = (METAR / "collective.txt").read_bytes()
+    f = tmp_path / "20240908.txt"
+    f.write_bytes(b"ZCZC 123\r\r\n" + data + b"NNNN\r\r\n")
+    plain = list(MetarSource(reference_time=REF).read(METAR / "collective.txt", airports))
+    wrapped = list(MetarSource(reference_time=REF).read(f, airports))
+    assert len(wrapped) == len(plain)
+    raws = [r.raw for r in wrapped if isinstance(r, Report | Rejection)]
+    assert not any("ZCZC" in raw or "NNNN" in raw for raw in raws)
+    total, accounted = _identity(wrapped)
+    assert total == accounted
+    tally_plain, tally_wrapped = plain[-1], wrapped[-1]
+    assert isinstance(tally_plain, TextTally) and isinstance(tally_wrapped, TextTally)
+    assert tally_wrapped.chars_framing == tally_plain.chars_framing + len("ZCZC123NNNN")
