@@ -302,3 +302,17 @@ def test_gts_envelope_is_framing(tmp_path: Path, airports: StationCatalogue) -> 
     tally_plain, tally_wrapped = plain[-1], wrapped[-1]
     assert isinstance(tally_plain, TextTally) and isinstance(tally_wrapped, TextTally)
     assert tally_wrapped.chars_framing == tally_plain.chars_framing + len("ZCZC123NNNN")
+
+
+def test_no_false_alarm_from_the_new_checks_on_real_metars(airports: StationCatalogue) -> None:
+    """QC over every shared report with the catalogue: the position and station-pressure
+    checks quarantine nothing real (the collectives' few flags are duplicates and steps)."""
+    from stratocast.obs.qc import QCConfig, run_qc
+    from stratocast.obs.table import collect
+
+    src = MetarSource(reference_time=REF)
+    recs = [r for path in SHARED_FILES for r in src.read(path, airports)]
+    out = run_qc(collect(recs, "metar").values, QCConfig(), catalogue=airports)
+    assert len(out) > 400
+    assert not out["check"].eq("position").any()
+    assert not out.loc[out["variable"].isin(["sp", "qnh", "msl"]), "check"].eq("consistency").any()
