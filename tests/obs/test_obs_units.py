@@ -155,4 +155,4 @@ def test_metar_altimeter_inhg_against_hand_value(airports: StationCatalogue) -> 
     recs = [r for r in src.read(DATA / "metar" / "collective.txt", airports)]
     kmia = [r for r in recs if isinstance(r, Report) and r.station_id.endswith("KMIA")]
     assert kmia, "KMIA not decoded from collective.txt"
-    assert kmia[0].values["msl"] == pytest.approx(30.03 * INHG, rel=1e-12)
+    assert kmia[0].values["qnh"] == pytest.approx(30.03 * INHG, rel=1e-12)

@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
             add_resume_flags(sp)
         if name == "verify":
             stages.add_verify_arguments(sp)
+        if name == "ingest":
+            sp.add_argument(
+                "--reference-time",
+                type=datetime.fromisoformat,
+                default=None,
+                help="month and year (ISO time, UTC) for METAR/SYNOP text files whose names "
+                "carry no date; a source's own options.reference_time wins",
+            )
     slurm.add_parser(sub)
     _add_debug(sub.choices["slurm"])
     return p
@@ -129,6 +138,9 @@ def _run(args: argparse.Namespace, where: list[str]) -> int:
     if args.command == "verify" and args.analysis is not None:
         analysis = {"analysis": str(args.analysis)}
         cfg = cfg.model_copy(update={"verify": cfg.verify.model_copy(update=analysis)})
+    if args.command == "ingest" and args.reference_time is not None:
+        ref = {"reference_time": args.reference_time}
+        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update=ref)})
     if args.command == "demo":
         demo(cfg, paths, progress)
     elif args.command == "train":

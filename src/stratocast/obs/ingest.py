@@ -93,8 +93,17 @@ class SourceSpec(ComponentConfig):
         return self
 
 
+#: text formats whose reports give only day and hour; IngestConfig.reference_time dates them
+REFERENCE_TIME_SOURCES = ("metar", "synop_tac")
+
+
 class IngestConfig(ComponentConfig):
     sources: list[SourceSpec]
+    reference_time: datetime | None = Field(
+        default=None,
+        description="month and year for METAR/SYNOP text files whose names carry no date "
+        "(naive = UTC); a source's own options.reference_time wins",
+    )
     qc: QCConfig = QCConfig()
     workers: int = count(1, le=WORKERS_MAX, description="decode processes; 1 = in this process")
     scheduler: str | None = Field(
@@ -170,6 +179,9 @@ def _expand(
     cache = Path(cfg.cache_dir) if cfg.cache_dir else store / "cache" / "remote"
     for spec in cfg.sources:
         account = acc.source(spec.name)
+        options = dict(spec.options)
+        if cfg.reference_time is not None and spec.name in REFERENCE_TIME_SOURCES:
+            options.setdefault("reference_time", cfg.reference_time)
         for pattern in spec.paths:
             if is_remote(pattern):
                 for path, key, url in _expand_remote(cfg, spec, pattern, cache, acc):
@@ -177,7 +189,7 @@ def _expand(
                         account.files_skipped += 1
                         continue
                     seen.add((spec.name, key))
-                    tasks.append(_Task(spec.name, dict(spec.options), path, key, url))
+                    tasks.append(_Task(spec.name, dict(options), path, key, url))
                 continue
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
@@ -204,7 +216,7 @@ def _expand(
                     account.files_skipped += 1
                     continue
                 seen.add((spec.name, key))
-                tasks.append(_Task(spec.name, dict(spec.options), path, key, m))
+                tasks.append(_Task(spec.name, dict(options), path, key, m))
     return tasks
 
 
@@ -366,7 +378,7 @@ def ingest(
             print(f"quality control on {len(values):,} values ...", flush=True)
         view = _store_view(store, values, cfg, {t.key[:16] for t, _ in decoded})
         context = view.context if cfg.qc_against_store else None
-        values = run_qc(values, cfg.qc, context, stored=view.context)
+        values = run_qc(values, cfg.qc, context, stored=view.context, catalogue=catalogue)
         moved = _retract_all(store, view, values, decoded)
         own = view.own
         remaining = view.context
