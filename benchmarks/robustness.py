@@ -39,14 +39,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stratocast.obs.base import Rejection, Report
 from stratocast.obs.bufr_decode import decode
 from stratocast.obs.ingest import IngestConfig, SourceSpec, ingest
+from stratocast.obs.isd_history import load_isd_history
 from stratocast.obs.qc import QCConfig
 from stratocast.obs.sources.synop_bufr import SynopBufrSource
+from stratocast.obs.stations import StationCatalogue
 from stratocast.obs.store import read_observations, read_quarantine
 from stratocast.testing.fuzz import (
     Failure,
@@ -179,28 +182,90 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
+def _value_bits(msg: bytes, n_values: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bit offset in section-4 data, width) of every value of an uncompressed message, laid
+    out as the NumPy decoder walks it; None where that walk is not available (compressed
+    message, or the decoder's internals changed), and then flips are drawn blind."""
+    try:
+        from stratocast.obs import bufr_decode as bd
+
+        header = bd.parse_header(msg)
+        if header.compressed:
+            return None
+        layout = bd.compile_layout(header)
+        data = msg[header.data[0] : header.data[1]]
+        walk: Any = vars(bd)["_walk"]  # private: any change lands in the except below
+        blocks: list[Any] = []
+        bases: list[int] = []
+        pos = 0
+        for _ in range(header.subsets):
+            pos = walk(layout.program, data, pos, blocks, bases, len(data) * 8)
+        ids = np.concatenate([b.ids for b in blocks])
+        lens = [len(b.ids) for b in blocks]
+        offs = np.concatenate([b.rel for b in blocks]) + np.repeat(np.asarray(bases), lens)
+        if len(offs) != n_values:
+            return None
+        return offs.astype(np.int64), np.asarray(layout.width[ids], dtype=np.int64)
+    except Exception:
+        return None
+
+
 def draw_flips(
     data: bytes,
     n: int,
     rng: random.Random,
     elements: set[str] | None = None,
     subsets: set[tuple[int, int]] | None = None,
+    per_file: int = 25,
 ) -> list[Flip]:
-    """``n`` flips of one bit each inside one decoded numeric value, all in distinct subsets
-    (only values of ``elements``, in ``subsets`` (message, subset), when given)."""
+    """``n`` flips of one bit each inside one decoded numeric value (only values of
+    ``elements``, in ``subsets`` (message, subset), when given); each run of ``per_file``
+    flips (one copy of the file) is in distinct subsets, and no bit is flipped twice.
+
+    Bits are drawn uniformly over the bits of the eligible values (from the decoder's layout
+    walk), or, without it, uniformly over section 4; either way a flip is kept only when
+    decoding the flipped message changes exactly that one value and nothing else.
+    """
     msgs = bufr_sections(data)
-    spans = [(m, m.sections[4][0] + 4, m.sections[4][1]) for m in msgs]
+    starts = [m.sections[4][0] + 4 for m in msgs]  # file offset of each message's data bits
     decoded = [decode(data[m.start : m.end]) for m in msgs]
-    weights = [(b - a) * 8 for _, a, b in spans]
+    where: list[tuple[int, int]] = []  # (message, bit in its data) of every eligible bit run
+    weights: list[int] = []
+    bits = [
+        _value_bits(data[m.start : m.end], len(d.values))
+        for m, d in zip(msgs, decoded, strict=True)
+    ]
+    aimed = all(b is not None for b in bits)
+    for i, (ref, vb) in enumerate(zip(decoded, bits, strict=True)):
+        if vb is None:
+            where.append((i, -1))
+            weights.append((msgs[i].sections[4][1] - starts[i]) * 8)
+            continue
+        offs, widths = vb
+        subset_of = np.searchsorted(ref.starts, np.arange(len(ref.values)), side="right")
+        names = np.asarray(ref.layout.name, dtype=object)[ref.ids]
+        ok = (widths > 0) & ~ref.layout.string[ref.ids]
+        if elements is not None:
+            ok &= np.isin(names, sorted(elements))
+        if subsets is not None:
+            ok &= np.fromiter(((i + 1, int(s)) in subsets for s in subset_of), bool, len(ok))
+        for v in np.flatnonzero(ok).tolist():
+            where.append((i, v))
+            weights.append(int(widths[v]))
     flips: list[Flip] = []
-    used: set[tuple[int, int]] = set()
+    used: set[tuple[int, int]] = set()  # subsets of the copy being filled
+    done: set[tuple[int, int]] = set()  # (byte, mask) of every flip
     tries = 0
-    while len(flips) < n and tries < 2000 * n:
+    while len(flips) < n and tries < 200 * n and where:
         tries += 1
-        i = rng.choices(range(len(msgs)), weights)[0]
-        m, a, b = spans[i]
-        bit = rng.randrange((b - a) * 8)
-        byte, mask = a + bit // 8, 0x80 >> (bit % 8)
+        i, k = rng.choices(where, weights)[0]
+        m = msgs[i]
+        if k < 0:
+            bit = rng.randrange((m.sections[4][1] - starts[i]) * 8)
+        else:
+            offs, widths = bits[i]  # type: ignore[misc]
+            bit = int(offs[k]) + rng.randrange(int(widths[k]))
+        byte, mask = starts[i] + bit // 8, 0x80 >> (bit % 8)
         msg = bytearray(data[m.start : m.end])
         msg[byte - m.start] ^= mask
         try:
@@ -211,19 +276,26 @@ def draw_flips(
         if dec.values.shape != ref.values.shape or dec.strings != ref.strings:
             continue
         diff = _changed(ref.values, dec.values)
-        if len(diff) != 1:
+        if len(diff) != 1 or (k >= 0 and int(diff[0]) != k):
             continue  # padding (no change) or a flip that moved the layout
         k = int(diff[0])
         subset = int(np.searchsorted(ref.starts, k, side="right"))  # 1-based
         element = str(ref.layout.name[int(ref.ids[k])])
-        if (i, subset) in used or (elements is not None and element not in elements):
+        if (i, subset) in used or (byte, mask) in done:
+            continue
+        if elements is not None and element not in elements:
             continue
         if subsets is not None and (i + 1, subset) not in subsets:
             continue
         used.add((i, subset))
+        done.add((byte, mask))
         flips.append(
             Flip(i + 1, subset, element, byte, mask, float(ref.values[k]), float(dec.values[k]))
         )
+        if len(flips) % per_file == 0:
+            used.clear()
+    if len(flips) < n:
+        print(f"  only {len(flips)} flips found in {tries} tries (aimed: {aimed})")
     return flips
 
 
@@ -308,24 +380,31 @@ def _store_sets(
     return stored, quarantined
 
 
-def _ingest(path: Path, store: Path) -> None:
+def _ingest(path: Path, store: Path, catalogue: StationCatalogue | None) -> None:
     spec = SourceSpec(name="synop_bufr", paths=[str(path)])
     cfg = IngestConfig(sources=[spec], qc=QCConfig(buddy=True))
-    ingest(cfg, store, None, progress=False).verify()
+    ingest(cfg, store, catalogue, progress=False).verify()
 
 
-def run_flips(n: int, per_file: int, seed: int, read_only: bool) -> None:
+def run_flips(n: int, per_file: int, seed: int, read_only: bool, with_catalogue: bool) -> None:
     src = DATA / DWD
     what = "values the reader reads (lexicon elements of reported stations)" if read_only else ""
+    catalogue = None
+    history = DATA / "stations" / "isd-history.csv"
+    if with_catalogue and history.is_file():
+        # WMO numbers -> ISD stations: the reader fills gaps from it, QC can compare positions
+        catalogue = load_isd_history(history, index_codes=True).catalogue
     print(
         f"\n== bit flips: {n} value bits of {src.name} {what}, {per_file} per copy, "
-        "QC with buddy check"
+        f"QC with buddy check, station catalogue: {'isd-history' if catalogue else 'none'}"
     )
     data = src.read_bytes()
     rng = random.Random(seed)
     t0 = time.perf_counter()
     reader = SynopBufrSource()
-    before = {r.report_id: r for r in reader.read(src) if isinstance(r, Report | Rejection)}
+    before = {
+        r.report_id: r for r in reader.read(src, catalogue) if isinstance(r, Report | Rejection)
+    }
     elements = subsets = None
     if read_only:
         elements = set(reader.lexicon)
@@ -334,11 +413,11 @@ def run_flips(n: int, per_file: int, seed: int, read_only: bool) -> None:
             if isinstance(r, Report):
                 _, msg, sub = rid.rsplit(":", 2)
                 subsets.add((int(msg), int(sub)))
-    flips = draw_flips(data, n, rng, elements, subsets)
+    flips = draw_flips(data, n, rng, elements, subsets, per_file)
     tally = FlipTally()
     with tempfile.TemporaryDirectory() as work:
         base = Path(work) / "base"
-        _ingest(src, base / "store")
+        _ingest(src, base / "store", catalogue)
         _, base_q = _store_sets(base / "store")
         base_quarantined = set(base_q)
         for c, start in enumerate(range(0, len(flips), per_file)):
@@ -350,8 +429,12 @@ def run_flips(n: int, per_file: int, seed: int, read_only: bool) -> None:
             folder.mkdir()
             path = folder / src.name
             path.write_bytes(bytes(buf))
-            after = {r.report_id: r for r in reader.read(path) if isinstance(r, Report | Rejection)}
-            _ingest(path, folder / "store")
+            after = {
+                r.report_id: r
+                for r in reader.read(path, catalogue)
+                if isinstance(r, Report | Rejection)
+            }
+            _ingest(path, folder / "store", catalogue)
             stored, quarantined = _store_sets(folder / "store")
             for f in batch:
                 rid = f"{src.name}:{f.message}:{f.subset}"
@@ -399,6 +482,11 @@ def main() -> int:
         action="store_true",
         help="flip only values the reader reads (its lexicon elements, in stations it reports)",
     )
+    ap.add_argument(
+        "--flip-catalogue",
+        action="store_true",
+        help="ingest the flipped copies with the isd-history catalogue (WMO numbers)",
+    )
     ap.add_argument("--chunk", type=int, default=50, help="mutants per worker process")
     ap.add_argument("--workers", type=int, default=1, help="fuzz worker processes")
     ap.add_argument(
@@ -423,7 +511,13 @@ def main() -> int:
             args.rss_growth_mb,
         )
     if not args.skip_flips:
-        run_flips(args.flips, args.flips_per_file, args.flip_seed, args.flip_read_only)
+        run_flips(
+            args.flips,
+            args.flips_per_file,
+            args.flip_seed,
+            args.flip_read_only,
+            args.flip_catalogue,
+        )
     return 0 if ok else 1
 
 
