@@ -43,7 +43,11 @@ class TestSynopBufrConformance(SourceTests):
 
 @needs_data
 def test_dwd_against_bufr_dump() -> None:
-    recs = {r.report_id: r for r in SynopBufrSource().read(BUFR / "dwd_synop_20210516T12.bufr")}
+    recs = {
+        r.report_id: r
+        for r in SynopBufrSource().read(BUFR / "dwd_synop_20210516T12.bufr")
+        if isinstance(r, Report | Rejection)
+    }
     # bufr_dump -p, message 1, subset 2: blockNumber=10 stationNumber=37, airTemperature=286.65
     # (height 2 m), dewpointTemperature=282.15, windDirection=150 windSpeed=2 (10 m),
     # pressureReducedToMeanSeaLevel=99970, nonCoordinatePressure=99660
@@ -137,7 +141,11 @@ def test_compressed_and_corrupt_message(tmp_path: Path) -> None:
 
 @needs_data
 def test_wigos_ids_and_non_synop() -> None:
-    recs = list(SynopBufrSource().read(BUFR / "synop_wigos.bufr"))
+    recs = [
+        r
+        for r in SynopBufrSource().read(BUFR / "synop_wigos.bufr")
+        if isinstance(r, Report | Rejection)
+    ]
     assert [r.station_id for r in recs] == ["0-705-0-1931", "0-705-0-1932", "0-705-0-1933"]
     assert isinstance(recs[0], Report)
     assert recs[0].values["t2m"] == pytest.approx(280.15) and recs[0].values[
