@@ -47,10 +47,10 @@ from stratocast.obs.stations import StationCatalogue
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 # the collectives' reports are from 2024-08-31 and 2024-09-08 (and a few other days)
 METAR_REF = datetime(2024, 9, 8, 14, 0, tzinfo=UTC)
-VARS = ("t2m", "d2m", "ws10", "wd10", "msl")
+VARS = ("t2m", "d2m", "ws10", "wd10", "qnh", "msl")
 # The metar package converts inHg with 33.8639 hPa, stratocast with 3386.389 Pa: 3 ppm, far
 # below the 0.01 inHg (34 Pa) resolution of the report. Everything else is exact arithmetic.
-TOL = {"t2m": 1e-6, "d2m": 1e-6, "ws10": 1e-6, "wd10": 1e-6, "msl": 1.0}
+TOL = {"t2m": 1e-6, "d2m": 1e-6, "ws10": 1e-6, "wd10": 1e-6, "qnh": 1.0, "msl": 1.0}
 
 Values = dict[str, float]
 SPEED_SI = {"KT": 1852.0 / 3600.0, "MPS": 1.0, "KMH": 1.0 / 3.6}  # exact definitions
@@ -110,8 +110,9 @@ def _same(a: float | None, b: float | None, tol: float) -> bool:
 def metar_package_values(text: str, month: int, year: int) -> Values | None:
     """Decode with the ``metar`` package into stratocast's variables and SI units.
 
-    None when the package refuses the report. Pressure follows stratocast's rule: the SLP
-    remark when present, else the altimeter setting.
+    None when the package refuses the report. The altimeter setting is ``qnh`` and only the
+    SLP group is ``msl`` (stratocast reduces station pressure itself where there is no SLP;
+    that derived msl has no counterpart in the package and is not compared).
     """
     from metar.Metar import Metar, ParserError
 
@@ -131,9 +132,10 @@ def metar_package_values(text: str, month: int, year: int) -> Values | None:
         out["ws10"] = m.wind_speed.value() * SPEED_SI[m.wind_speed._units]
     if m.wind_dir is not None:
         out["wd10"] = m.wind_dir.value()
-    press = m.press_sea_level or m.press
-    if press is not None:
-        out["msl"] = press.value("HPA") * 100.0
+    if m.press is not None:
+        out["qnh"] = m.press.value("HPA") * 100.0
+    if m.press_sea_level is not None:
+        out["msl"] = m.press_sea_level.value("HPA") * 100.0
     return out
 
 
@@ -176,8 +178,16 @@ def bench_metar(catalogue: StationCatalogue, n_reports: int, rounds: int) -> Row
         ours = [r for r in src.read(path, catalogue) if isinstance(r, Report)]
         if len(ours) != len(texts):
             print(f"  stratocast decoded {len(ours)} of {len(texts)} replicated reports")
+
+        def pair(t: str, mo: int, yr: int, r: Report) -> tuple[str, Values, Values]:
+            ref = metar_package_values(t, mo, yr) or {}
+            mine = dict(r.values)
+            if "msl" not in ref:  # no SLP group: ours is reduced from station pressure
+                mine.pop("msl", None)
+            return r.report_id, ref, mine
+
         pairs = (
-            (r.report_id, metar_package_values(t, mo, yr) or {}, dict(r.values))
+            pair(t, mo, yr, r)
             for t, (mo, yr), r in zip(texts[: len(both)], months, ours, strict=False)
         )
         bad, n = count_mismatches(pairs, TOL)
