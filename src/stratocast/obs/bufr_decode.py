@@ -24,6 +24,11 @@ Anything else (associated fields, 203 reference changes, bitmap-bearing quality 
 223-225/232, delayed repetition 031011/031012, ...) raises :class:`UnsupportedBufr` so the
 caller can use ecCodes for that message; a message that does not decode to exactly its
 section-4 length raises it too, so a decoding slip falls back instead of giving wrong values.
+
+A message whose structure is impossible (sections that overrun it, a replication running past
+section 3, a layout unrolling to more than ``MAX_UNROLLED`` elements) raises
+:class:`CorruptBufr`, a subclass the callers catch first: it is rejected, never handed to
+ecCodes, which crashes the process on some such messages (SIGSEGV in ``unpack``).
 """
 
 from __future__ import annotations
