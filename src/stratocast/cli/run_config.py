@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratocast.config import ComponentConfig, load_config
-from stratocast.infer.forecast import ForecastConfig
+from stratocast.infer.config import ForecastConfig
 from stratocast.obs.ingest import IngestConfig
 from stratocast.shards.build import ShardsConfig
-from stratocast.train.trainer import TrainConfig
+from stratocast.train.config import TrainConfig
 from stratocast.verify.config import VerifyConfig
 from stratocast.world.network import NetworkConfig
 from stratocast.world.truth import TruthConfig

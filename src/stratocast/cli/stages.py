@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import pandas as pd
-
-from stratocast.cli.run_config import RunConfig, RunPaths
+from stratocast.cli.run_config import RunConfig, RunPaths  # torch-free: configs only
 from stratocast.errors import StratocastError
 
 T = TypeVar("T")
@@ -71,6 +69,8 @@ def ingest(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
 def held_out_stations(paths: RunPaths) -> set[str]:
     if not paths.stations_csv.exists():
         return set()
+    import pandas as pd  # here, not at the top: every command imports this module
+
     st = pd.read_csv(paths.stations_csv, dtype={"station_id": str})
     return set(st.loc[st["role"] == "verify", "station_id"].astype(str))
 

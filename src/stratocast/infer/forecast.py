@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from stratocast.config import BATCH_MAX, HORIZON_HOURS_MAX, ComponentConfig, count
 from stratocast.errors import StratocastError
+from stratocast.infer.config import ForecastConfig as ForecastConfig
 from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.loader.dataset import ShardStore, clock_features
 from stratocast.models.base import ForecastModel
@@ -27,21 +26,6 @@ from stratocast.vocab.variables import get as get_variable
 
 class ForecastError(StratocastError, ValueError):
     """A forecast request the shards and checkpoint cannot serve (the message says why)."""
-
-
-class ForecastConfig(ComponentConfig):
-    start: str = "2000-11-16T00"
-    end: str = "2000-12-28T12"
-    init_hours: list[int] = Field(default=[0, 12], max_length=24)
-    horizon_hours: int = count(72, ge=0, le=HORIZON_HOURS_MAX)
-    batch_size: int = count(16, le=BATCH_MAX)
-
-    @model_validator(mode="after")
-    def _check(self) -> ForecastConfig:
-        bad = [h for h in self.init_hours if not 0 <= h < 24]
-        if bad:
-            raise ValueError(f"init_hours must be in 0..23, got {bad}")
-        return self
 
 
 @torch.no_grad()

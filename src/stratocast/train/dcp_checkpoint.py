@@ -43,7 +43,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from pydantic import Field
 from torch import nn
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint._traverse import set_element
@@ -54,23 +53,14 @@ from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.planner import ReadItem
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from stratocast.config import STEPS_MAX, ComponentConfig, count, quote
+from stratocast.config import quote
 from stratocast.errors import StratocastError
+from stratocast.train.config import CheckpointConfig as CheckpointConfig
 from stratocast.train.parallel import DistInfo
-from stratocast.train.preempt import REQUEUE_EXIT_CODE
 
 COMPLETE = "COMPLETE"
 _PREFIX = "step-"
 _TMP_PREFIX = ".tmp-step-"
-
-
-class CheckpointConfig(ComponentConfig):
-    every: int = count(250, ge=0, le=STEPS_MAX)  # steps between periodic saves; 0: only end/signal
-    keep: int = count(2, le=10_000)  # complete checkpoints kept (the newest)
-    # dcp.async_save on GPUs (training continues while the previous state is written);
-    # always synchronous on CPU, where staging the copy would cost as much as writing it.
-    async_save: bool = True
-    requeue_exit_code: int = Field(default=REQUEUE_EXIT_CODE, ge=1, le=255)
 
 
 class ResumeError(StratocastError, RuntimeError):

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stratocast.config import ConfigError, load_config
-from stratocast.train.dcp_checkpoint import ResumeError
-from stratocast.train.parallel import ParallelError
+from stratocast.train.config import TrainConfig
 from stratocast.train.preempt import Preempted
-from stratocast.train.trainer import TrainConfig, train
 
 
 def add_resume_flags(p: argparse.ArgumentParser) -> None:
@@ -46,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--progress", action="store_true")
     add_resume_flags(p)
     args = p.parse_args(argv)
+    # The training stack (torch) only once there is something to train: ``stratocast``
+    # imports this module for add_resume_flags, and its --help and config errors need no torch.
+    from stratocast.train.dcp_checkpoint import ResumeError
+    from stratocast.train.parallel import ParallelError
+    from stratocast.train.trainer import train
+
     try:
         cfg = load_config(TrainConfig, args.config)
         train(cfg, args.shards, args.out, args.progress, args.from_step, args.fresh)

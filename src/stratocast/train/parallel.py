@@ -19,25 +19,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stratocast.config import WORKERS_MAX, ComponentConfig, count
 from stratocast.errors import StratocastError
+from stratocast.train.config import ParallelConfig as ParallelConfig
 from stratocast.train.cycle import Rollout
-
-
-class ParallelConfig(ComponentConfig):
-    """How many processes train, and how the model is spread over them."""
-
-    nodes: int = count(1, le=WORKERS_MAX)
-    procs_per_node: int = count(1, le=WORKERS_MAX)
-    strategy: Literal["ddp", "fsdp"] = "ddp"
-    # Recompute each block's activations in backward instead of storing them: less memory,
-    # about one more forward's compute.
-    activation_checkpointing: bool = False
-    compile: bool = False
-
-    @property
-    def world_size(self) -> int:
-        return self.nodes * self.procs_per_node
 
 
 class ParallelError(StratocastError, RuntimeError):

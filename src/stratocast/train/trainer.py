@@ -19,24 +19,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ValidationError
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from tqdm import tqdm
 
-from stratocast.config import (
-    BATCH_MAX,
-    STEPS_MAX,
-    WORKERS_MAX,
-    ComponentConfig,
-    count,
-    format_validation,
-)
+from stratocast.config import format_validation
 from stratocast.loader.dataset import ShardStore, WindowSpec
 from stratocast.loader.pipeline import FieldSpec, PipelineLoader
 from stratocast.loader.prefetch import PrefetchLoader
@@ -45,9 +38,10 @@ from stratocast.models.base import Geometry, build_model
 from stratocast.shards.layout import GRID, OBS
 from stratocast.shards.reader import ShardArrayReader
 from stratocast.train.checkpoint import export_safetensors, save_checkpoint
+from stratocast.train.config import ModelConfig as ModelConfig
+from stratocast.train.config import TrainConfig as TrainConfig
 from stratocast.train.cycle import cycle_and_rollout, latitude_weights, weighted_mse
 from stratocast.train.dcp_checkpoint import (
-    CheckpointConfig,
     Checkpointer,
     ResumeError,
     checkpoint_dir,
@@ -58,87 +52,11 @@ from stratocast.train.monitor import Monitor, StepTimer, device_stats
 from stratocast.train.parallel import (
     CommTimer,
     DistInfo,
-    ParallelConfig,
     init_distributed,
     parallelize,
     shutdown_distributed,
 )
 from stratocast.train.preempt import Preempted, PreemptionFlag
-
-
-class ModelConfig(ComponentConfig):
-    name: str = "obs2grid"
-    hidden: int = count(32, ge=4, le=65_536)  # channels; 65k is beyond any GPU
-    blocks: int = count(4, le=1_000)
-    kernel_widths_km: list[float] = Field(default=[300.0, 900.0], min_length=1, max_length=64)
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "hidden": self.hidden,
-            "blocks": self.blocks,
-            "kernel_widths_km": list(self.kernel_widths_km),
-        }
-
-
-class TrainConfig(ComponentConfig):
-    model: ModelConfig = ModelConfig()
-    train_start: str = "2000-01-01T00"
-    train_end: str = "2000-10-31T18"
-    val_start: str = "2000-11-01T00"
-    val_end: str = "2000-11-15T18"
-    steps: int = count(1200, le=STEPS_MAX)
-    batch_size: int = count(8, le=BATCH_MAX)  # micro-batch: samples per process per pass
-    grad_accum: int = count(1, le=BATCH_MAX)  # micro-batches per optimizer step
-    # Optional statement of batch_size x grad_accum x world size, checked when given.
-    global_batch: int | None = count(None, le=BATCH_MAX * WORKERS_MAX)
-    lr: float = Field(default=2e-3, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    warmup_steps: int = count(50, ge=0, le=STEPS_MAX)
-    grad_clip: float = Field(default=1.0, gt=0)
-    history: int = count(2, le=10_000)  # observation windows
-    rollout: int = count(4, le=10_000)  # model steps per sample
-    # The rollout length grows from 1 to ``rollout`` over this fraction of training: short
-    # rollouts first teach the one-step tendency, long ones then teach stability.
-    rollout_ramp: float = Field(default=0.6, ge=0, le=1)
-    prefetch_depth: int = count(4, le=1_024)
-    # "memory": the shards read once into host memory, batches gathered there (small data);
-    # "stream": batches read from the shards per step by the multi-level pipeline
-    # (stratocast.loader.pipeline: reader threads, bounded buffer pool, fused normalisation),
-    # for data larger than memory. Both deliver bit-identical batches.
-    loader: Literal["memory", "stream"] = "memory"
-    loader_readers: int = count(2, le=WORKERS_MAX)
-    threads: int = count(0, ge=0, le=WORKERS_MAX)  # 0: leave torch's default
-    # bf16 compute with fp32 master weights (autocast); the optimizer always steps fp32.
-    # On CPUs with AVX512-BF16/AMX and on GPUs it is ~1.5-2x faster than fp32.
-    precision: Literal["fp32", "bf16"] = "fp32"
-    seed: int = 0
-    log_every: int = count(50, le=STEPS_MAX)
-    val_every: int = count(0, ge=0, le=STEPS_MAX)  # validation RMSE every N steps; 0: at the end
-    tensorboard: bool = True
-    parallel: ParallelConfig = ParallelConfig()
-    checkpoint: CheckpointConfig = CheckpointConfig()
-
-    @model_validator(mode="after")
-    def _periods(self) -> TrainConfig:
-        if np.datetime64(self.train_end) <= np.datetime64(self.train_start):
-            raise ValueError(f"train_end {self.train_end} is not after train_start")
-        return self
-
-    @model_validator(mode="after")
-    def _batch(self) -> TrainConfig:
-        if self.global_batch is not None and self.global_batch != self.effective_global_batch:
-            p = self.parallel
-            raise ValueError(
-                f"global_batch {self.global_batch} != batch_size {self.batch_size} x grad_accum "
-                f"{self.grad_accum} x world size {p.world_size} ({p.nodes} node(s) x "
-                f"{p.procs_per_node} process(es)) = {self.effective_global_batch}"
-            )
-        return self
-
-    @property
-    def effective_global_batch(self) -> int:
-        return self.batch_size * self.grad_accum * self.parallel.world_size
-
 
 # Settings a resumed run may change: how it runs, not what it learns. The global batch is
 # compared separately (micro-batch and accumulation may change with the world size).
