@@ -53,6 +53,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stratocast.errors import StratocastError
+
+
+class AccountingError(StratocastError, ValueError):
+    """A store's or a run's accounting does not add up, or a part of it is missing."""
+
 
 @dataclass
 class SourceAccount:
@@ -120,27 +126,27 @@ class Accounting:
         return self.sources.setdefault(name, SourceAccount())
 
     def verify(self) -> None:
-        """Raise ValueError naming the source and the broken identity, if any."""
+        """Raise AccountingError (a ValueError) naming the source and the broken identity."""
         for name, a in self.sources.items():
             if a.reports_read != a.reports_stored + a.reports_quarantined:
-                raise ValueError(
+                raise AccountingError(
                     f"accounting broken for {name}: reports read {a.reports_read} != stored "
                     f"{a.reports_stored} + quarantined {a.reports_quarantined}"
                 )
             if a.values_decoded != a.values_stored + a.values_quarantined:
-                raise ValueError(
+                raise AccountingError(
                     f"accounting broken for {name}: values decoded {a.values_decoded} != "
                     f"stored {a.values_stored} + quarantined {a.values_quarantined}"
                 )
             if sum(a.reports_quarantined_by_check.values()) != a.reports_quarantined:
-                raise ValueError(f"accounting broken for {name}: per-check report counts")
+                raise AccountingError(f"accounting broken for {name}: per-check report counts")
             if sum(a.values_quarantined_by_check.values()) != a.values_quarantined:
-                raise ValueError(f"accounting broken for {name}: per-check value counts")
+                raise AccountingError(f"accounting broken for {name}: per-check value counts")
             if not 0 <= a.reports_superseded_in_store <= a.values_superseded_in_store:
-                raise ValueError(f"accounting broken for {name}: superseded counts")
+                raise AccountingError(f"accounting broken for {name}: superseded counts")
             text = a.text_chars_in_records + a.text_chars_framing + a.text_chars_unparsed
             if a.text_chars != text:
-                raise ValueError(
+                raise AccountingError(
                     f"accounting broken for {name}: text characters {a.text_chars} != in "
                     f"records {a.text_chars_in_records} + framing {a.text_chars_framing} + "
                     f"unparsed {a.text_chars_unparsed}"
@@ -226,7 +232,7 @@ def store_totals(store: Path) -> dict[str, SourceAccount]:
     for run_id in sorted(legacy_runs):
         run = Path(store) / "accounting" / f"{run_id}.json"
         if not run.is_file():
-            raise ValueError(f"{run}: run accounting missing for manifests without an account")
+            raise AccountingError(f"{run}: run accounting missing for manifests without an account")
         for name, a in Accounting.read(run).sources.items():
             totals.setdefault(name, SourceAccount()).add(a)
     return totals

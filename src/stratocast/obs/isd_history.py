@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from stratocast.obs.stations import Station, StationCatalogue, wmo_id
+from stratocast.obs.stations import Station, StationCatalogue, StationCatalogueError, wmo_id
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ def load_isd_history(path: Path | str, *, index_codes: bool = False) -> IsdHisto
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=list(COLUMNS))
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"cannot read ISD station list {path}: {err}") from None
+        raise StationCatalogueError(f"cannot read ISD station list {path}: {err}") from None
     except ValueError as err:  # usecols names a column the file lacks
-        raise ValueError(f"ISD station list {path}: {err}") from None
+        raise StationCatalogueError(f"ISD station list {path}: {err}") from None
 
     lat = pd.to_numeric(df["LAT"], errors="coerce").to_numpy(dtype=float)
     lon = pd.to_numeric(df["LON"], errors="coerce").to_numpy(dtype=float)

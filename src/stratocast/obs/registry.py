@@ -85,6 +85,10 @@ _BUILTIN: dict[str, SourceFactory] = {
 }
 
 
+class SourceOptionError(StratocastError, TypeError):
+    """A source's ``options`` that its reader does not take (an unknown or missing one)."""
+
+
 class UnknownSourceError(StratocastError, KeyError):
     def __str__(self) -> str:  # KeyError's default repr-quotes the message
         return str(self.args[0])
@@ -92,6 +96,7 @@ class UnknownSourceError(StratocastError, KeyError):
 
 def register_source(name: str, factory: SourceFactory, *, replace: bool = False) -> None:
     """Make ``factory(**options)`` available as source ``name``."""
+    # Two plugins, one name: a programming error, not the user's input (stays ValueError).
     if not replace and (name in _FACTORIES or name in _BUILTIN):
         raise ValueError(
             f"observation source {name!r} is already registered; pass replace=True to override"
@@ -114,4 +119,4 @@ def get_source(name: str, **options: Any) -> ObsSource:
     try:
         return factory(**options)
     except TypeError as err:
-        raise TypeError(f"bad options for observation source {name!r}: {err}") from None
+        raise SourceOptionError(f"bad options for observation source {name!r}: {err}") from None

@@ -13,7 +13,14 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from stratocast.errors import StratocastError
+
 FOOT = 0.3048  # m
+
+
+class StationCatalogueError(StratocastError, ValueError):
+    """A station list or catalogue that cannot be read (names the file and line), or a
+    source that needs one run without it."""
 
 
 class Station(NamedTuple):
@@ -41,7 +48,9 @@ class StationCatalogue:
 
     def add(self, s: Station) -> None:
         if not (-90.0 <= s.lat <= 90.0) or not (-180.0 <= s.lon <= 360.0):
-            raise ValueError(f"station {s.station_id}: location ({s.lat}, {s.lon}) out of range")
+            raise StationCatalogueError(
+                f"station {s.station_id}: location ({s.lat}, {s.lon}) out of range"
+            )
         lon = s.lon - 360.0 if s.lon > 180.0 else s.lon
         s = s._replace(lon=lon)
         self._by_id[s.station_id] = s
@@ -87,10 +96,10 @@ class StationCatalogue:
                 na_values={"lat": [""], "lon": [""], "elevation_m": [""]},
             )
         except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read station catalogue {path}: {err}") from None
+            raise StationCatalogueError(f"cannot read station catalogue {path}: {err}") from None
         missing = {"station_id", "lat", "lon"} - set(df.columns)
         if missing:
-            raise ValueError(f"station catalogue {path} lacks columns {sorted(missing)}")
+            raise StationCatalogueError(f"station catalogue {path} lacks columns {sorted(missing)}")
         stations = []
         for i, row in enumerate(df.itertuples(index=False), start=2):
             rec = row._asdict()
@@ -100,7 +109,7 @@ class StationCatalogue:
                 try:
                     wmo = wmo_id(int(float(block)), int(float(num)))
                 except ValueError:
-                    raise ValueError(
+                    raise StationCatalogueError(
                         f"{path}:{i}: bad WMO block/station {block!r}/{num!r}"
                     ) from None
             elev = rec.get("elevation_m", math.nan)

@@ -25,12 +25,16 @@ from typing import Any
 
 from stratocast.errors import StratocastError
 
-__all__ = ["FetchError", "fetch", "filename_from_url"]
+__all__ = ["FetchError", "FetchRequestError", "fetch", "filename_from_url"]
 
 _CHUNK = 1 << 20
 _USER_AGENT = "stratocast-fetch/1"
 # 429 and 5xx are the server saying "not now"; other 4xx will not change on retry.
 _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+
+
+class FetchRequestError(StratocastError, ValueError):
+    """A download request that cannot be made as asked (a bad station id, run time, count)."""
 
 
 class FetchError(StratocastError, RuntimeError):
@@ -198,7 +202,7 @@ def fetch(
     content changes under one URL). ``session`` is a ``urllib`` opener (proxies, auth).
     """
     if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
+        raise FetchRequestError(f"retries must be >= 0, got {retries}")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / (filename or filename_from_url(url))

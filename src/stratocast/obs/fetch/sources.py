@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stratocast.obs.fetch.http import fetch
+from stratocast.obs.fetch.http import FetchRequestError, fetch
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -67,10 +67,10 @@ def _join(base_url: str, *parts: str) -> str:
 def _utc_run(run: datetime, url_kind: str) -> datetime:
     """``run`` in UTC at a whole hour; model cycles are named by their UTC hour."""
     if run.tzinfo is None:
-        raise ValueError(f"{url_kind}: run time {run.isoformat()} must be timezone-aware")
+        raise FetchRequestError(f"{url_kind}: run time {run.isoformat()} must be timezone-aware")
     run = run.astimezone(UTC)
     if (run.minute, run.second, run.microsecond) != (0, 0, 0):
-        raise ValueError(f"{url_kind}: run time {run.isoformat()} is not on a whole hour")
+        raise FetchRequestError(f"{url_kind}: run time {run.isoformat()} is not on a whole hour")
     return run
 
 
@@ -80,7 +80,9 @@ def _utc_run(run: datetime, url_kind: str) -> datetime:
 def isd_lite_url(usaf: str, wban: str, year: int, *, base_url: str = ISD_LITE_BASE) -> str:
     """ISD-Lite yearly file of one station, e.g. ``.../isd-lite/2017/071690-99999-2017.gz``."""
     if not (len(usaf) == 6 and len(wban) == 5 and (usaf + wban).isalnum()):
-        raise ValueError(f"ISD-Lite station USAF={usaf!r} WBAN={wban!r}: want 6 + 5 characters")
+        raise FetchRequestError(
+            f"ISD-Lite station USAF={usaf!r} WBAN={wban!r}: want 6 + 5 characters"
+        )
     return _join(base_url, str(int(year)), f"{usaf}-{wban}-{int(year)}.gz")
 
 
@@ -125,7 +127,7 @@ def metar_api_url(
     """aviationweather.gov data API query for recent METARs of some ICAO stations."""
     stations = [s.strip().upper() for s in ids]
     if not stations or not all(len(s) == 4 and s.isalnum() for s in stations):
-        raise ValueError(f"METAR station ids {stations!r}: want 4-character ICAO ids")
+        raise FetchRequestError(f"METAR station ids {stations!r}: want 4-character ICAO ids")
     query = urllib.parse.urlencode({"ids": ",".join(stations), "format": fmt, "hours": hours})
     return f"{_join(base_url, 'metar')}?{query}"
 
@@ -133,7 +135,7 @@ def metar_api_url(
 def metar_cache_url(*, fmt: str = "csv", base_url: str = AWC_CACHE_BASE) -> str:
     """aviationweather.gov cache file holding every current METAR (``csv`` or ``xml``)."""
     if fmt not in {"csv", "xml"}:
-        raise ValueError(f"METAR cache format {fmt!r}: want 'csv' or 'xml'")
+        raise FetchRequestError(f"METAR cache format {fmt!r}: want 'csv' or 'xml'")
     return _join(base_url, f"metars.cache.{fmt}.gz")
 
 
@@ -197,7 +199,7 @@ def ecmwf_open_data_url(
     """
     run = _utc_run(run, "ECMWF open data")
     if step < 0:
-        raise ValueError(f"ECMWF open data: step {step} h must be >= 0")
+        raise FetchRequestError(f"ECMWF open data: step {step} h must be >= 0")
     stream = stream or ("oper" if run.hour in (0, 12) else "scda")
     day, hh = run.strftime("%Y%m%d"), f"{run.hour:02d}"
     name = f"{day}{hh}0000-{step}h-{stream}-{kind}.{suffix}"
@@ -210,9 +212,9 @@ def gfs_url(
     """GFS pressure-level GRIB2 of one cycle and forecast hour (AWS or NOMADS layout)."""
     run = _utc_run(run, "GFS")
     if run.hour % 6:
-        raise ValueError(f"GFS: cycle {run.isoformat()} is not 00/06/12/18 UTC")
+        raise FetchRequestError(f"GFS: cycle {run.isoformat()} is not 00/06/12/18 UTC")
     if not 0 <= step <= 999:
-        raise ValueError(f"GFS: forecast hour {step} outside 0..999")
+        raise FetchRequestError(f"GFS: forecast hour {step} outside 0..999")
     hh = f"{run.hour:02d}"
     return _join(
         base_url,

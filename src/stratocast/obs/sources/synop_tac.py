@@ -82,7 +82,7 @@ from stratocast.obs.base import (
 )
 from stratocast.obs.harmonise import derive
 from stratocast.obs.lexicon import LexiconEntry, validate_lexicon
-from stratocast.obs.stations import Station, StationCatalogue
+from stratocast.obs.stations import Station, StationCatalogue, StationCatalogueError
 from stratocast.vocab.units import Affine, to_canonical
 
 LEXICON: dict[str, LexiconEntry] = {
@@ -152,11 +152,11 @@ def catalogue_from_wmo_csv(path: Path | str, west_positive: bool = False) -> Sta
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read station list {path}: {err}") from None
+        raise StationCatalogueError(f"cannot read station list {path}: {err}") from None
     need = {"traditional_station_identifier", "latitude", "longitude"}
     missing = need - set(df.columns)
     if missing:
-        raise ValueError(f"station list {path} lacks columns {sorted(missing)}")
+        raise StationCatalogueError(f"station list {path} lacks columns {sorted(missing)}")
     sign = -1.0 if west_positive else 1.0
     stations = []
     for line, rec in enumerate(df.to_dict("records"), start=2):
@@ -166,9 +166,9 @@ def catalogue_from_wmo_csv(path: Path | str, west_positive: bool = False) -> Sta
             elev_s = str(rec.get("elevation", "")).strip()
             elev = float(elev_s) if elev_s else math.nan
         except ValueError as err:
-            raise ValueError(f"{path}:{line}: station {wmo!r}: {err}") from None
+            raise StationCatalogueError(f"{path}:{line}: station {wmo!r}: {err}") from None
         if not wmo:
-            raise ValueError(f"{path}:{line}: empty traditional_station_identifier")
+            raise StationCatalogueError(f"{path}:{line}: empty traditional_station_identifier")
         if _IIIII.fullmatch(wmo):
             stations.append(Station(wmo, lat, lon, elev, wmo_id=wmo))
         else:  # a national id (e.g. "AWSBALAKA"): no FM-12 report can name it, but keep it
@@ -473,7 +473,9 @@ class SynopTacSource:
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
         path = Path(path)
         if catalogue is None:
-            raise ValueError("the synop_tac source needs a StationCatalogue: SYNOP has no location")
+            raise StationCatalogueError(
+                "the synop_tac source needs a StationCatalogue: SYNOP has no location"
+            )
         try:
             data = path.read_bytes()
         except OSError as err:
