@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from stratocast.verify.config import PRECIP_HOURS
-from stratocast.verify.metrics_base import Accumulator, check_same, common_mask, safe_ratio
+from stratocast.verify.metrics_base import (
+    Accumulator,
+    MetricInputError,
+    check_same,
+    common_mask,
+    safe_ratio,
+)
 from stratocast.verify.metrics_categorical import (
     PRECIP_THRESHOLDS_MM,
     ContingencyAccumulator,
@@ -119,7 +125,7 @@ class PerInitSums:
     def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(init times, {err, abs, sq: [system, init, lead]}, n [init, lead]), time-sorted."""
         if not self.init_times:
-            raise ValueError("no initialisation has been accumulated")
+            raise MetricInputError("no initialisation has been accumulated")
         times = np.concatenate(self.init_times)
         order = np.argsort(times, kind="stable")
         sums = {k: np.concatenate(getattr(self, k), axis=1)[:, order] for k in ("err", "abs", "sq")}
@@ -219,7 +225,7 @@ class ScoreAccumulator:
         """
         missing = [s for s in self.systems if s not in systems]
         if missing:
-            raise ValueError(f"update for {variable!r} lacks system(s) {missing}")
+            raise MetricInputError(f"update for {variable!r} lacks system(s) {missing}")
         acc = self.sums[variable]
         mask = common_mask(obs, *(systems[s] for s in self.systems))
         errors = np.empty((len(self.systems), *mask.shape))
@@ -382,7 +388,7 @@ class ScoreAccumulator:
     def scorecard(self, reference: str) -> pd.DataFrame:
         """One row per (system, variable, lead): n, n_stations, rmse, mae, bias, skill."""
         if reference not in self.systems:
-            raise ValueError(f"skill reference {reference!r} is not one of {self.systems}")
+            raise MetricInputError(f"skill reference {reference!r} is not one of {self.systems}")
         ref = self.systems.index(reference)
         frames = [self._variable_rows(v, ref, reference) for v in self.variables]
         return pd.concat(frames, ignore_index=True)

@@ -42,12 +42,21 @@ def common_mask(*arrays: ArrayLike) -> NDArray[np.bool_]:
     A NaN in the observation or in *any* system removes the sample for every system, so the
     scores of different systems are computed on exactly the same (station, time) set.
     """
-    if not arrays:
+    if not arrays:  # internal: every caller passes the observations at least
         raise ValueError("common_mask needs at least one array")
     mask = np.ones((), dtype=bool)
     for values in arrays:
         mask = mask & np.isfinite(np.asarray(values, dtype=np.float64))
     return np.asarray(mask)
+
+
+class MetricInputError(StratocastError, ValueError):
+    """Scores asked of inputs or options that cannot give them (shapes, members, axes,
+    thresholds, methods, a reference system): the message names the argument."""
+
+
+class NonNumericError(MetricInputError, TypeError):
+    """A score input that is not numeric (a TypeError, as NumPy's own would be)."""
 
 
 class NonFiniteError(StratocastError, ValueError):
@@ -102,7 +111,7 @@ def as_float(values: ArrayLike, name: str) -> FloatArray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be numeric: {exc}") from exc
+        raise NonNumericError(f"{name} must be numeric: {exc}") from exc
 
 
 def paired(
@@ -121,7 +130,7 @@ def paired(
     try:
         f, o = np.broadcast_arrays(f, o)
     except ValueError as exc:
-        raise ValueError(f"forecast {f.shape} and obs {o.shape} do not broadcast") from exc
+        raise MetricInputError(f"forecast {f.shape} and obs {o.shape} do not broadcast") from exc
     valid = np.isfinite(f) & np.isfinite(o)
     if mask is not None:
         valid = valid & np.broadcast_to(np.asarray(mask, dtype=bool), valid.shape)
@@ -136,7 +145,7 @@ def kept_shape(shape: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
     ndim = len(shape)
     norm = {a + ndim if a < 0 else a for a in axes}
     if any(a < 0 or a >= ndim for a in norm):
-        raise ValueError(f"axis {axis} out of range for an array of shape {shape}")
+        raise MetricInputError(f"axis {axis} out of range for an array of shape {shape}")
     return tuple(n for i, n in enumerate(shape) if i not in norm)
 
 
@@ -144,7 +153,7 @@ def check_shape(expected: tuple[int, ...], data_shape: tuple[int, ...], axis: Ax
     """Raise when a chunk reduced over ``axis`` does not land on the accumulator's shape."""
     got = kept_shape(data_shape, axis)
     if got != expected:
-        raise ValueError(
+        raise MetricInputError(
             f"chunk of shape {data_shape} reduced over axis {axis} gives {got}, "
             f"but the accumulator keeps {expected}"
         )
@@ -166,4 +175,4 @@ def safe_ratio(num: ArrayLike, den: ArrayLike) -> FloatArray:
 def check_same(kind: str, a: object, b: object) -> None:
     """Raise when two accumulators to merge were built differently."""
     if a != b:
-        raise ValueError(f"cannot merge accumulators with different {kind}: {a} != {b}")
+        raise MetricInputError(f"cannot merge accumulators with different {kind}: {a} != {b}")

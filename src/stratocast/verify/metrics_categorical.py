@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from stratocast.verify.metrics_base import (
     Axis,
     FloatArray,
+    MetricInputError,
     check_same,
     check_shape,
     kept_shape,
@@ -54,7 +55,7 @@ class ContingencyAccumulator:
         self.shape = tuple(self.shape)
         self.thresholds = tuple(float(t) for t in self.thresholds)
         if not self.thresholds:
-            raise ValueError("ContingencyAccumulator needs at least one threshold")
+            raise MetricInputError("ContingencyAccumulator needs at least one threshold")
         full = (len(self.thresholds), *self.shape)
         self.hits = np.zeros(full, dtype=np.int64)
         self.false_alarms = np.zeros(full, dtype=np.int64)

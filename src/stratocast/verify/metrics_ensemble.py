@@ -47,6 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 from stratocast.verify.metrics_base import (
     Axis,
     FloatArray,
+    MetricInputError,
     as_float,
     check_no_inf,
     check_same,
@@ -64,7 +65,7 @@ MISSING_MEMBER_POLICIES: tuple[MissingMembers, ...] = ("drop_pair", "finite")
 def _members_last(ensemble: ArrayLike, member_axis: int) -> FloatArray:
     ens = as_float(ensemble, "ensemble")
     if ens.ndim == 0:
-        raise ValueError("ensemble needs a member axis")
+        raise MetricInputError("ensemble needs a member axis")
     return np.moveaxis(ens, member_axis, -1)
 
 
@@ -75,16 +76,18 @@ def _pair_terms(
     member counts; the mask of pairs that count."""
     m = ens.shape[-1]
     if m < 2:
-        raise ValueError(f"an ensemble needs at least 2 members, got {m}")
+        raise MetricInputError(f"an ensemble needs at least 2 members, got {m}")
     if missing_members not in MISSING_MEMBER_POLICIES:
-        raise ValueError(
+        raise MetricInputError(
             f"missing_members must be one of {list(MISSING_MEMBER_POLICIES)}, "
             f"got {missing_members!r}"
         )
     try:
         shape = np.broadcast_shapes(ens.shape[:-1], obs.shape)
     except ValueError as exc:
-        raise ValueError(f"ensemble {ens.shape} (members last) and obs {obs.shape}: {exc}") from exc
+        raise MetricInputError(
+            f"ensemble {ens.shape} (members last) and obs {obs.shape}: {exc}"
+        ) from exc
     finite = np.isfinite(ens)
     if not finite.all():  # only then can an inf hide among the NaNs: skip the pass otherwise
         check_no_inf(ens, "ensemble")
@@ -166,9 +169,9 @@ class EnsembleAccumulator:
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)
         if self.members < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
+            raise MetricInputError(f"an ensemble needs at least 2 members, got {self.members}")
         if self.missing_members not in MISSING_MEMBER_POLICIES:
-            raise ValueError(
+            raise MetricInputError(
                 f"missing_members must be one of {list(MISSING_MEMBER_POLICIES)}, "
                 f"got {self.missing_members!r}"
             )
@@ -257,7 +260,7 @@ def crps_ensemble(
     """Mean CRPS over valid pairs; ``method`` "fair" (default, WeatherBench2) or "ecdf";
     ``missing_members`` "finite" scores each pair on its finite members (``scores``)."""
     if method not in ("fair", "ecdf"):
-        raise ValueError(f"CRPS method must be 'fair' or 'ecdf', got {method!r}")
+        raise MetricInputError(f"CRPS method must be 'fair' or 'ecdf', got {method!r}")
     return _one_shot(ensemble, obs, member_axis, axis, mask, missing_members)[f"crps_{method}"]
 
 

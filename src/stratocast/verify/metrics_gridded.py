@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 from stratocast.verify.metrics_base import (
     Axis,
     FloatArray,
+    MetricInputError,
     as_float,
     check_no_inf,
     check_same,
@@ -61,12 +62,12 @@ def latitude_edges(lat: ArrayLike) -> FloatArray:
     """
     phi = as_float(lat, "lat")
     if phi.ndim != 1 or phi.size == 0:
-        raise ValueError(f"lat must be a non-empty 1-D array, got shape {phi.shape}")
+        raise MetricInputError(f"lat must be a non-empty 1-D array, got shape {phi.shape}")
     if not np.all(np.isfinite(phi)) or np.any(np.abs(phi) > 90.0):
-        raise ValueError("lat must be finite degrees within [-90, 90]")
+        raise MetricInputError("lat must be finite degrees within [-90, 90]")
     x = np.sort(phi)
     if np.any(np.diff(x) <= 0.0):
-        raise ValueError(f"lat has repeated rows: {x[:-1][np.diff(x) <= 0.0].tolist()}")
+        raise MetricInputError(f"lat has repeated rows: {x[:-1][np.diff(x) <= 0.0].tolist()}")
     if x.size == 1:
         return np.array([-90.0, 90.0])
     first, last = x[1] - x[0], x[-1] - x[-2]
@@ -154,7 +155,7 @@ class GriddedAccumulator:
         arrays = [f, a] if c is None else [f, a, c]
         shape = np.broadcast_shapes(*(x.shape for x in arrays))
         if len(shape) < 2 or shape[-2] != self.lat.size:
-            raise ValueError(f"fields {shape} must end in (lat={self.lat.size}, lon)")
+            raise MetricInputError(f"fields {shape} must end in (lat={self.lat.size}, lon)")
         for values, name in ((f, "forecast"), (a, "analysis"), (c, "climatology")):
             if values is not None:
                 check_no_inf(values, name)
@@ -205,7 +206,7 @@ def _one_shot(
 ) -> dict[str, FloatArray]:
     f = as_float(forecast, "forecast")
     if f.ndim < 2:
-        raise ValueError(f"fields must be [..., lat, lon], got shape {f.shape}")
+        raise MetricInputError(f"fields must be [..., lat, lon], got shape {f.shape}")
     acc = GriddedAccumulator(as_float(lat, "lat"), kept_shape(f.shape[:-2], axis))
     return acc.update(f, analysis, climatology, axis=axis).result()
 

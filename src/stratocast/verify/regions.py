@@ -377,7 +377,7 @@ def region_scores(acc: ScoreAccumulator, membership: pd.DataFrame, reference: st
     scorecard (the accumulator's per-station sums already are).
     """
     if reference not in acc.systems:
-        raise ValueError(f"skill reference {reference!r} is not one of {acc.systems}")
+        raise RegionError(f"skill reference {reference!r} is not one of {acc.systems}")
     missing = set(MEMBERSHIP_COLUMNS) - set(membership.columns)
     if missing:
         raise RegionError(f"membership table lacks columns {sorted(missing)}")

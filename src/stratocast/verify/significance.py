@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from stratocast.verify.metrics_base import FloatArray, as_float
+from stratocast.verify.metrics_base import FloatArray, MetricInputError, as_float
 
 Metric = Literal["rmse", "mse", "mae", "abs_bias"]
 
@@ -96,7 +96,9 @@ def per_init_sums(
     """
     a, b = as_float(err_a, "err_a"), as_float(err_b, "err_b")
     if a.shape != b.shape or a.ndim == 0:
-        raise ValueError(f"err_a {a.shape} and err_b {b.shape} must share a shape [init, ...]")
+        raise MetricInputError(
+            f"err_a {a.shape} and err_b {b.shape} must share a shape [init, ...]"
+        )
     valid = np.isfinite(a) & np.isfinite(b)
     axes = tuple(range(1, a.ndim))
     out = []
@@ -124,7 +126,7 @@ def _metric(sums: Mapping[str, FloatArray], n: FloatArray, metric: Metric) -> Fl
             return np.asarray(sums["abs"].sum(axis=-1) / total)
         if metric == "abs_bias":
             return np.asarray(np.abs(sums["err"].sum(axis=-1) / total))
-    raise ValueError(f"unknown metric {metric!r}; use one of rmse, mse, mae, abs_bias")
+    raise MetricInputError(f"unknown metric {metric!r}; use one of rmse, mse, mae, abs_bias")
 
 
 def block_indices(
@@ -186,12 +188,12 @@ def bootstrap_from_sums(
     counts = n_all[keep].astype(np.float64)
     t = int(counts.size)
     if t < 2:
-        raise ValueError(f"paired bootstrap needs ≥ 2 initialisations with data, got {t}")
+        raise MetricInputError(f"paired bootstrap needs ≥ 2 initialisations with data, got {t}")
     if not 0.0 < confidence < 1.0 or n_boot < 1:
-        raise ValueError(f"confidence {confidence} must be in (0, 1), n_boot {n_boot} ≥ 1")
+        raise MetricInputError(f"confidence {confidence} must be in (0, 1), n_boot {n_boot} ≥ 1")
     length = block_length if block_length is not None else max(1, round(t ** (1.0 / 3.0)))
     if not 1 <= length <= t:
-        raise ValueError(f"block_length {length} must be between 1 and {t} (inits)")
+        raise MetricInputError(f"block_length {length} must be between 1 and {t} (inits)")
     diff = float(_metric(sums_a, counts, metric) - _metric(sums_b, counts, metric))
     idx = block_indices(t, length, n_boot, np.random.default_rng(seed))
     boot = _metric({k: v[idx] for k, v in sums_a.items()}, counts[idx], metric) - _metric(
@@ -200,7 +202,9 @@ def bootstrap_from_sums(
     se = float(boot.std(ddof=1))
     dof = -(-t // length) - 1
     if dof < 1 or se == 0.0:
-        raise ValueError(f"bootstrap of {t} inits in blocks of {length} has no spread to test")
+        raise MetricInputError(
+            f"bootstrap of {t} inits in blocks of {length} has no spread to test"
+        )
     half = float(stats.t.ppf(0.5 + confidence / 2.0, dof)) * se
     p_value = 2.0 * float(stats.t.sf(abs(diff) / se, dof))
     return BootstrapResult(
@@ -272,13 +276,15 @@ def diebold_mariano(
     """
     la, lb = as_float(loss_a, "loss_a"), as_float(loss_b, "loss_b")
     if la.shape != lb.shape or la.ndim != 1:
-        raise ValueError(f"loss series must be 1-D and equal length, got {la.shape}, {lb.shape}")
+        raise MetricInputError(
+            f"loss series must be 1-D and equal length, got {la.shape}, {lb.shape}"
+        )
     if horizon < 1:
-        raise ValueError(f"horizon must be ≥ 1, got {horizon}")
+        raise MetricInputError(f"horizon must be ≥ 1, got {horizon}")
     if method not in ("hln", "bartlett"):
-        raise ValueError(f"DM method must be 'hln' or 'bartlett', got {method!r}")
+        raise MetricInputError(f"DM method must be 'hln' or 'bartlett', got {method!r}")
     if method == "hln" and (lags is not None or hln_factor):
-        raise ValueError(
+        raise MetricInputError(
             "the HLN statistic sums lags 1..horizon − 1 and includes its factor; lags and "
             "hln_factor apply to method='bartlett' only"
         )
@@ -286,7 +292,7 @@ def diebold_mariano(
     t = int(d.size)
     k = horizon - 1 if lags is None else lags
     if t < 3 or not 0 <= k < t:
-        raise ValueError(f"DM test needs ≥ 3 times and 0 <= lags < T; got T={t}, lags={k}")
+        raise MetricInputError(f"DM test needs ≥ 3 times and 0 <= lags < T; got T={t}, lags={k}")
     dbar = float(d.mean())
     small = method == "hln" or hln_factor
     reference: Literal["t", "normal"] = "t" if small else "normal"
