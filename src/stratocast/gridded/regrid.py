@@ -39,11 +39,17 @@ import numpy.typing as npt
 import xarray as xr
 from xarray_regrid import Regridder
 
+from stratocast.errors import StratocastError
+
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["bilinear", "conservative"]
 
 _SEAM_TOL = 1e-6  # degrees
 _PLAIN_LON = "x_lon"  # a name the library does not recognise as longitude: no wrapping
+
+
+class RegridError(StratocastError, ValueError):
+    """A regrid request the grids cannot serve: an axis that is not ascending, out of range."""
 
 
 def regrid(
@@ -57,7 +63,7 @@ def regrid(
     Variables without both ``lat`` and ``lon`` are passed through unchanged.
     """
     if method not in ("bilinear", "conservative"):
-        raise ValueError(f"unknown regrid method {method!r}; use 'bilinear' or 'conservative'")
+        raise RegridError(f"unknown regrid method {method!r}; use 'bilinear' or 'conservative'")
     tlat = _check_axis(np.asarray(target_lat, dtype=np.float64), "target_lat", -90.0, 90.0)
     tlon = _check_axis(np.asarray(target_lon, dtype=np.float64), "target_lon", 0.0, 360.0)
     _check_axis(np.asarray(ds["lat"].values, dtype=np.float64), "ds.lat", -90.0, 90.0)
@@ -78,13 +84,13 @@ def regrid(
 
 def _check_axis(values: FloatArray, what: str, lo: float, hi: float) -> FloatArray:
     if values.ndim != 1 or values.size < 2:
-        raise ValueError(f"{what} must be a 1-D axis with at least 2 points")
+        raise RegridError(f"{what} must be a 1-D axis with at least 2 points")
     if np.any(np.diff(values) <= 0):
-        raise ValueError(f"{what} must be strictly ascending")
+        raise RegridError(f"{what} must be strictly ascending")
     upper_ok = values[-1] < hi if hi == 360.0 else values[-1] <= hi
     if values[0] < lo or not upper_ok:
         bound = "[0, 360)" if hi == 360.0 else f"[{lo}, {hi}]"
-        raise ValueError(f"{what} must lie in {bound}, got {values[0]}..{values[-1]}")
+        raise RegridError(f"{what} must lie in {bound}, got {values[0]}..{values[-1]}")
     return values
 
 
@@ -126,6 +132,7 @@ def _apply(src: xr.Dataset, target: xr.Dataset, method: Method) -> xr.Dataset:
     else:
         # nan_threshold=1.0: keep any target cell with some valid source (mean over valid part)
         out = regridder.conservative(target, latitude_coord="lat", skipna=True, nan_threshold=1.0)
+    # Internal invariant (a library change, not the user's input): stays a TypeError.
     if not isinstance(out, xr.Dataset):  # the library returns what it is given
         raise TypeError(f"xarray-regrid returned {type(out).__name__} for a Dataset")
     return out

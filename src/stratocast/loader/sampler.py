@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stratocast.errors import StratocastError
+
+
+class SamplerError(StratocastError, ValueError):
+    """The configured period and batch cannot make a batch (the message says which to change)."""
+
 
 @dataclass
 class SamplerState:
@@ -32,7 +38,7 @@ class WindowSampler:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         if len(indices) < batch_size * world_size:
-            raise ValueError(
+            raise SamplerError(
                 f"{len(indices)} samples cannot fill one batch of {batch_size} on each of "
                 f"{world_size} ranks; use a longer period or a smaller batch"
             )

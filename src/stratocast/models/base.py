@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from stratocast.errors import StratocastError
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -50,12 +52,25 @@ class ForecastModel(Protocol):
 
 
 ModelFactory = Callable[[Geometry, dict[str, object]], torch.nn.Module]
+
+
+class ModelOptionError(StratocastError, ValueError):
+    """A model's options (``train.model``) that its factory does not accept."""
+
+
+class UnknownModelError(StratocastError, KeyError):
+    """``train.model.name`` names no registered model."""
+
+    def __str__(self) -> str:  # KeyError's default repr-quotes the message
+        return str(self.args[0])
+
+
 _REGISTRY: dict[str, ModelFactory] = {}
 
 
 def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     def deco(factory: ModelFactory) -> ModelFactory:
-        if name in _REGISTRY:
+        if name in _REGISTRY:  # a programming error (two modules, one name): not the user's
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = factory
         return factory
@@ -68,7 +83,7 @@ def build_model(name: str, geometry: Geometry, options: dict[str, object]) -> to
     from stratocast.models.obs2grid import model as _obs2grid  # noqa: F401
 
     if name not in _REGISTRY:
-        raise KeyError(
+        raise UnknownModelError(
             f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}. A new model is "
             "one module calling stratocast.models.base.register"
         )

@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from stratocast.errors import StratocastError
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -159,9 +161,18 @@ def _level_table() -> list[Variable]:
 VARIABLES: dict[str, Variable] = {v.name: v for v in [*_TABLE, *_level_table()]}
 
 
+class UnknownVariableError(StratocastError, KeyError):
+    """A variable name (from a config or a file) that is not canonical."""
+
+    def __str__(self) -> str:  # KeyError's default repr-quotes the message
+        return str(self.args[0])
+
+
 def get(name: str) -> Variable:
     try:
         return VARIABLES[name]
     except KeyError:
         known = ", ".join(sorted(VARIABLES))
-        raise KeyError(f"unknown variable {name!r}; canonical variables are: {known}") from None
+        raise UnknownVariableError(
+            f"unknown variable {name!r}; canonical variables are: {known}"
+        ) from None

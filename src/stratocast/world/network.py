@@ -26,6 +26,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stratocast.config import ComponentConfig, count
+from stratocast.errors import StratocastError
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
 from stratocast.world.metar_writer import write_metar_day
 from stratocast.world.synop_bufr_writer import write_synop_file
@@ -56,6 +57,11 @@ STATION_COLUMNS = [
     "role",
     "country",
 ]
+
+
+class NetworkError(StratocastError, ValueError):
+    """An observing network the config asks for that the world cannot place, or a truth
+    store that lacks what the network samples."""
 
 
 class NetworkConfig(ComponentConfig):
@@ -154,7 +160,7 @@ def _select_sites(cand: pd.DataFrame, n_total: int, cfg: NetworkConfig) -> pd.Da
         small = np.flatnonzero(~cand["has_iata"].to_numpy())
         keep += _thin(xyz, rng.permutation(small), thr, xyz[keep])
     if len(keep) < n_total:
-        raise ValueError(
+        raise NetworkError(
             f"NetworkConfig asks for n_metar + n_synop = {n_total} stations but only "
             f"{len(keep)} airports are at least min_distance_km={cfg.min_distance_km} apart; "
             "lower min_distance_km or the station counts"
@@ -210,7 +216,7 @@ def _assign_wmo_ids(synop: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["wmo_block", "icao"], ignore_index=True)
     out["wmo_station"] = out.groupby("wmo_block").cumcount() + 1
     if (out["wmo_station"] > 999).any():
-        raise ValueError("more than 999 SYNOP stations in one WMO block; lower n_synop")
+        raise NetworkError("more than 999 SYNOP stations in one WMO block; lower n_synop")
     out["station_id"] = [
         f"{b:02d}{s:03d}" for b, s in zip(out["wmo_block"], out["wmo_station"], strict=True)
     ]
@@ -532,12 +538,12 @@ def iter_reports(
 def _check_truth(truth: xr.Dataset) -> None:
     missing = [v for v in (*_TRUTH_VARS, "orography") if v not in truth]
     if missing:
-        raise ValueError(f"truth dataset lacks variables {missing} (contract in docs/design.md)")
+        raise NetworkError(f"truth dataset lacks variables {missing} (contract in docs/design.md)")
     for v in _TRUTH_VARS:
         if truth[v].dims != ("time", "lat", "lon"):
-            raise ValueError(f"truth[{v!r}] has dims {truth[v].dims}, expected (time, lat, lon)")
+            raise NetworkError(f"truth[{v!r}] has dims {truth[v].dims}, expected (time, lat, lon)")
     if truth.sizes["time"] == 0:
-        raise ValueError("truth dataset has no time steps")
+        raise NetworkError("truth dataset has no time steps")
 
 
 # ------------------------------------------------------------------------------ writing

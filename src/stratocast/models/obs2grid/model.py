@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from stratocast.grid.interp import bilinear_weights
-from stratocast.models.base import Geometry, register
+from stratocast.models.base import Geometry, ModelOptionError, register
 from stratocast.models.obs2grid.blocks import GridNet
 from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid
 
@@ -113,7 +113,9 @@ def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
     known = {"hidden", "blocks", "kernel_widths_km"}
     unknown = set(options) - known
     if unknown:
-        raise ValueError(f"obs2grid: unknown options {sorted(unknown)}; known: {sorted(known)}")
+        raise ModelOptionError(
+            f"obs2grid: unknown options {sorted(unknown)}; known: {sorted(known)}"
+        )
     hidden = int(options.get("hidden", 32))  # type: ignore[call-overload]
     blocks = int(options.get("blocks", 4))  # type: ignore[call-overload]
     widths = tuple(float(w) for w in options.get("kernel_widths_km", (300.0, 900.0)))  # type: ignore[attr-defined]
