@@ -11,8 +11,9 @@ back as -33/-32.5 dBZ, ODIM ``undetect`` as ``offset``. Both flags, and ODIM ``n
 
 Site: the volume's own location; a legacy NEXRAD volume (message type 1) has none, and
 xradar then says 0 N 0 E at 0 m. Such a volume takes the caller's ``site=`` or else the NOAA
-NEXRAD site table (:mod:`.sites`) entry of the ICAO id in its volume header; a volume with
-neither is a RadarFileError naming the file, never a grid at 0/0. ODIM: the site name is the
+NCEI HOMR NEXRAD site table entry of the ICAO id in its volume header (:mod:`.sites` finds
+the table: ``site_table=``, ``$STRATOCAST_NEXRAD_SITES``, the cache, a download); a volume
+with neither is a RadarFileError naming the file, never a grid at 0/0. ODIM: the site name is the
 ``NOD:`` (else ``WMO:``) part of ``what/source``, which xradar does not pass on.
 
 A file that cannot be read as a whole — not a radar format, corrupt, truncated (NEXRAD sweeps
@@ -40,7 +41,13 @@ import xradar
 
 from stratocast.errors import StratocastError
 from stratocast.radar.grid import FloatArray, Sweep, grid_sweep
-from stratocast.radar.sites import RadarSite, nexrad_site
+from stratocast.radar.sites import (
+    SITES_ENV,
+    RadarSite,
+    SiteTableError,
+    SiteTableUnavailable,
+    nexrad_site,
+)
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -73,11 +80,15 @@ class RadarFileError(StratocastError, OSError):
         self.problem = problem
 
 
-def read_lowest_sweep(path: Path | str, site: RadarSite | None = None) -> Sweep:
+def read_lowest_sweep(
+    path: Path | str, site: RadarSite | None = None, site_table: Path | str | None = None
+) -> Sweep:
     """The lowest-elevation sweep holding reflectivity, with gate values in dBZ (NaN = none).
 
     ``site`` locates a volume that carries no location of its own (legacy NEXRAD message
-    type 1); a volume that has one keeps it.
+    type 1); a volume that has one keeps it. Without ``site`` such a volume is looked up in
+    the HOMR NEXRAD table: ``site_table`` (a path), else as :func:`.sites.resolve_site_table`
+    finds it. The table is only sought for a volume that needs it.
     """
     path = Path(path)
     content = _load(path)
@@ -89,7 +100,9 @@ def read_lowest_sweep(path: Path | str, site: RadarSite | None = None) -> Sweep:
         content = _read_bytes(path)
     tree = _open_tree(path, kind, content)
     try:
-        return _lowest_sweep(path, kind, tree, content, site)
+        return _lowest_sweep(path, kind, tree, content, site, site_table)
+    except RadarFileError:
+        raise  # already names the file and the problem (RadarFileError is an OSError)
     except _DECODE_ERRORS as exc:
         raise RadarFileError(path, f"cannot decode {kind} sweep data: {exc}") from exc
     finally:
@@ -97,7 +110,10 @@ def read_lowest_sweep(path: Path | str, site: RadarSite | None = None) -> Sweep:
 
 
 def read_reflectivity(
-    path: Path | str, spacing: float = 0.01, site: RadarSite | None = None
+    path: Path | str,
+    spacing: float = 0.01,
+    site: RadarSite | None = None,
+    site_table: Path | str | None = None,
 ) -> xr.Dataset:
     """Lowest-sweep reflectivity averaged onto a regular lat/lon grid (see :func:`grid_sweep`).
 
@@ -107,7 +123,7 @@ def read_reflectivity(
     ``radar_altitude`` in m, ``radar_site_source``: volume, caller or table), the elevation
     angle and the source file.
     """
-    return grid_sweep(read_lowest_sweep(path, site), spacing)
+    return grid_sweep(read_lowest_sweep(path, site, site_table), spacing)
 
 
 def _load(path: Path) -> Path | bytes:
@@ -179,7 +195,12 @@ def _open_tree(path: Path, kind: str, content: Path | bytes) -> xr.DataTree:
 
 
 def _lowest_sweep(
-    path: Path, kind: str, tree: xr.DataTree, content: Path | bytes, site: RadarSite | None
+    path: Path,
+    kind: str,
+    tree: xr.DataTree,
+    content: Path | bytes,
+    site: RadarSite | None,
+    site_table: Path | str | None,
 ) -> Sweep:
     candidates = []
     for name, node in tree.children.items():
@@ -196,7 +217,7 @@ def _lowest_sweep(
     if dbz.shape != (ds.sizes["azimuth"], ds.sizes["range"]) or np.isnat(times).all():
         raise RadarFileError(path, f"sweep at {angle:.2f} deg has inconsistent dimensions/times")
     name = _odim_source_name(path, content) if kind == "ODIM_H5" else _site_name(root)
-    where, site_source = _locate(path, kind, root, name, site)
+    where, site_source = _locate(path, kind, root, name, site, site_table)
     return Sweep(
         source=str(path),
         site=name or where.name,
@@ -221,7 +242,12 @@ def _site_name(root: xr.Dataset) -> str:
 
 
 def _locate(
-    path: Path, kind: str, root: xr.Dataset, name: str, site: RadarSite | None
+    path: Path,
+    kind: str,
+    root: xr.Dataset,
+    name: str,
+    site: RadarSite | None,
+    site_table: Path | str | None,
 ) -> tuple[RadarSite, str]:
     """The antenna location and where it came from: "volume", "caller" or "table"."""
     lat, lon, alt = (float(root[k]) for k in ("latitude", "longitude", "altitude"))
@@ -234,19 +260,31 @@ def _locate(
             raise RadarFileError(path, f"{kind} site location invalid: {exc}") from None
     if site is not None:
         return site, "caller"
-    found = nexrad_site(name) if kind == "NEXRAD Level II" and name else None
-    if found is not None:
-        return found, "table"
-    why = (
-        f"ICAO id {name!r} is not in the NEXRAD site table"
-        if kind == "NEXRAD Level II" and name
-        else "it names no site to look up"
-    )
-    raise RadarFileError(
-        path,
-        f"the {kind} volume carries no site location (lat/lon 0/0: legacy message type 1?) "
-        f"and {why}; pass site=RadarSite(lat, lon, altitude)",
-    )
+    missing = f"the {kind} volume carries no site location (lat/lon 0/0: legacy message type 1?)"
+    if kind != "NEXRAD Level II" or not name:
+        raise RadarFileError(
+            path, f"{missing} and it names no site to look up; pass site=RadarSite(lat, lon, alt)"
+        )
+    try:
+        found = nexrad_site(name, site_table)
+    except SiteTableUnavailable as exc:
+        raise RadarFileError(
+            path,
+            f"{missing}, so its site {name!r} must come from one of: site=RadarSite(lat, lon, "
+            f"alt); a HOMR nexrad-stations.txt named by site_table= or ${SITES_ENV}; or "
+            f"network access to NCEI to download and cache that table ({exc})",
+        ) from None
+    except SiteTableError as exc:
+        raise RadarFileError(
+            path, f"{missing}, and the NEXRAD site table is unusable: {exc}"
+        ) from None
+    if found is None:
+        raise RadarFileError(
+            path,
+            f"{missing} and ICAO id {name!r} is not in the NEXRAD site table; "
+            "pass site=RadarSite(lat, lon, alt)",
+        )
+    return found, "table"
 
 
 def _odim_source_name(path: Path, content: Path | bytes) -> str:
