@@ -306,11 +306,27 @@ class FlipTally:
     by_element: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # per variable, |error| of the values that reached the store unflagged
     unflagged_error: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    unflagged_large: int = 0  # flips whose unflagged error exceeds a typical observation error
+    # reports stored unflagged with a changed position or time: how far off they are
+    moved_error: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 _META = ("station_id", "lat", "lon", "elevation", "time")
 
 
+# an error larger than these is more than a good station's own uncertainty (SI units)
+_SIGNIFICANT = {
+    "t2m": 2.0,
+    "d2m": 2.0,
+    "msl": 200.0,
+    "sp": 200.0,
+    "ws10": 3.0,
+    "u10": 3.0,
+    "v10": 3.0,
+    "wd10": 30.0,
+    "rh2m": 0.1,
+    "q2m": 0.001,
+}
 _CHECK_ORDER = ("range", "consistency", "corrected", "duplicate", "spike", "step", "buddy")
 
 
@@ -353,9 +369,17 @@ def _outcome(
         return "reader: value dropped" if set(old) - set(b.values) else "no effect on the report"
     unflagged = sorted(v for v in affected if (rid, v) in stored)
     if unflagged:
+        large = False
         for v in unflagged:
             if v in old and not moved:
-                tally.unflagged_error[v].append(abs(b.values[v] - old[v]))
+                err = abs(b.values[v] - old[v])
+                tally.unflagged_error[v].append(err)
+                large |= err > _SIGNIFICANT.get(v, math.inf)
+        tally.unflagged_large += large
+        if moved and isinstance(a, Report):
+            tally.moved_error["position km"].append(_km(a.lat, a.lon, b.lat, b.lon))
+            tally.moved_error["elevation m"].append(abs(a.elevation - b.elevation))
+            tally.moved_error["time h"].append(abs((b.time - a.time).total_seconds()) / 3600)
         what = f"report {'/'.join(moved)} changed" if moved else "value changed"
         if made and not moved:
             what = "value made from a missing one" if made == affected else what + " or made"
@@ -365,6 +389,12 @@ def _outcome(
     checks = {quarantined.get((rid, v), "?") for v in affected}
     ordered = [c for c in _CHECK_ORDER if c in checks] + sorted(checks - set(_CHECK_ORDER))
     return "caught: " + "+".join(ordered)
+
+
+def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
+    c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
+    return 6371.0 * math.acos(max(-1.0, min(1.0, c)))
 
 
 def _store_sets(
@@ -455,12 +485,29 @@ def _print_flips(tally: FlipTally, seconds: float) -> None:
         f"flips that changed a value the reader emits: {effective}; caught {caught} "
         f"({caught / max(effective, 1):.1%}), reached the store unflagged {reached} "
         f"({reached / max(effective, 1):.1%}); of all {n} flips {reached / max(n, 1):.1%} "
-        "reached the store unflagged"
+        f"reached the store unflagged, {tally.unflagged_large / max(n, 1):.1%} with an error "
+        f"above a typical observation error ({tally.unflagged_large} flips)"
     )
     if tally.unflagged_error:
-        print("unflagged errors by variable: count, median |error|, max |error|")
+        print(
+            "unflagged errors by variable: count, median |error|, max |error|, count above "
+            "a typical observation error (t/d 2 K, p 200 Pa, wind 3 m/s, 30 deg, rh 0.1, q 1 g/kg)"
+        )
         for v, errs in sorted(tally.unflagged_error.items()):
-            print(f"  {v:<6} {len(errs):>4} {statistics.median(errs):>10.4g} {max(errs):>10.4g}")
+            big = sum(e > _SIGNIFICANT.get(v, math.inf) for e in errs)
+            print(
+                f"  {v:<6} {len(errs):>4} {statistics.median(errs):>10.4g} {max(errs):>10.4g}"
+                f" {big:>5}"
+            )
+    if tally.moved_error:
+        print("reports stored unflagged at a changed place or time: median, max change, count > 0")
+        for what, errs in sorted(tally.moved_error.items()):
+            changed = [e for e in errs if e > 0 and e == e]
+            if changed:
+                print(
+                    f"  {what:<12} {statistics.median(changed):>10.4g} {max(changed):>10.4g} "
+                    f"{len(changed):>5}"
+                )
     print("flips per element the reader uses (element: outcomes)")
     for element, c in sorted(tally.by_element.items(), key=lambda x: -sum(x[1].values())):
         if all(o.startswith("no effect") for o in c):
