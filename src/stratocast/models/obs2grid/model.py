@@ -11,10 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from stratocast.errors import StratocastError
 from stratocast.grid.interp import bilinear_weights
 from stratocast.models.base import Geometry, ModelOptionError, register
 from stratocast.models.obs2grid.blocks import GridNet
 from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid
+
+
+class GridShapeError(StratocastError, ValueError):
+    """A field handed to the model that is not on the grid it was built for."""
 
 
 def _static_fields(g: Geometry) -> np.ndarray:
@@ -37,7 +42,12 @@ class Obs2Grid(nn.Module):
         kernel_widths_km: tuple[float, ...] = (300.0, 900.0),
     ) -> None:
         super().__init__()
-        g = geometry
+        # Built on the ascending-latitude grid; a descending input is flipped at the boundary
+        # (in analyse/step) so outputs come back on the caller's order and the weights are
+        # the same whichever way the grid was written.
+        self.flip_lat = geometry.lat_descending
+        self.periodic_lon = geometry.lon_periodic
+        g = geometry.lat_ascending()
         self.n_channels = len(g.channels)
         self.encoder = StationToGrid(g.lat, g.lon, g.station_lat, g.station_lon, kernel_widths_km)
         static = torch.from_numpy(_static_fields(g))
@@ -48,9 +58,15 @@ class Obs2Grid(nn.Module):
         n_obs = self.encoder.n_features_per_variable * len(g.obs_variables)
         # +1: a plane saying whether the background is a real forecast or the climatology.
         self.analysis_net = GridNet(
-            n_obs + self.n_channels + 1 + n_static, self.n_channels, hidden, blocks
+            n_obs + self.n_channels + 1 + n_static,
+            self.n_channels,
+            hidden,
+            blocks,
+            periodic_lon=self.periodic_lon,
         )
-        self.step_net = GridNet(self.n_channels + n_static, self.n_channels, hidden, blocks)
+        self.step_net = GridNet(
+            self.n_channels + n_static, self.n_channels, hidden, blocks, self.periodic_lon
+        )
         self.register_buffer(
             "tendency_scale",
             torch.tensor(g.tendency_scale, dtype=torch.float32)[None, :, None, None],
@@ -96,16 +112,32 @@ class Obs2Grid(nn.Module):
             background = obs.new_zeros((b, self.n_channels, h, w))  # normalised climatology
             flag = obs.new_zeros((b, 1, h, w))
         else:
+            self._check_grid(background, "analyse: background")
+            background = self._to_internal(background)
             flag = obs.new_ones((b, 1, h, w))
         feats = self.encoder(obs + self.obs_offset * obs_mask, obs_mask)
         x = torch.cat([feats, background, flag, self._static(clock)], dim=1)
         out: torch.Tensor = background + self.analysis_net(x)
-        return out
+        return self._to_internal(out)  # the flip is its own inverse
 
     def step(self, state: torch.Tensor, clock: torch.Tensor) -> torch.Tensor:
+        self._check_grid(state, "step: state")
+        state = self._to_internal(state)
         x = torch.cat([state, self._static(clock)], dim=1)
         out: torch.Tensor = state + self.tendency_scale * self.step_net(x)
-        return out
+        return self._to_internal(out)
+
+    def _to_internal(self, field: torch.Tensor) -> torch.Tensor:
+        """Caller's latitude order <-> the ascending order the network runs on."""
+        return field.flip(-2) if self.flip_lat else field
+
+    def _check_grid(self, field: torch.Tensor, what: str) -> None:
+        want = (self.n_channels, *self.static.shape[-2:])
+        if field.dim() != 4 or tuple(field.shape[1:]) != want:
+            raise GridShapeError(
+                f"obs2grid {what} has shape {tuple(field.shape)}, expected (B, C, H, W) with "
+                f"(C, H, W) = {want} from the model's geometry"
+            )
 
 
 @register("obs2grid")
