@@ -48,6 +48,14 @@ from stratocast.train.dcp_checkpoint import (
     complete_steps,
     set_rng_state,
 )
+from stratocast.train.guard import (
+    DEFAULT_MIN_OBS_FRACTION,
+    NonFiniteTrainingError,
+    ObsCoverage,
+    check_obs_coverage,
+    describe_nonfinite,
+    obs_coverage,
+)
 from stratocast.train.monitor import Monitor, StepTimer, device_stats
 from stratocast.train.parallel import (
     CommTimer,
@@ -211,6 +219,7 @@ class _Run:
     ckpt: Checkpointer
     comm: CommTimer
     lat_w: torch.Tensor
+    coverage: ObsCoverage
     step: int = 0
     eval_model: nn.Module | None = None
 
@@ -280,11 +289,27 @@ def _loader(
     )
 
 
-def _setup(cfg: TrainConfig, shards: Path, out: Path, dist_info: DistInfo) -> _Run:
+def _min_obs_fraction(cfg: TrainConfig, override: float | None) -> float:
+    if override is not None:
+        return override
+    # train.min_obs_fraction once the config carries it (config.py is not this module's)
+    return float(getattr(cfg, "min_obs_fraction", DEFAULT_MIN_OBS_FRACTION))
+
+
+def _setup(
+    cfg: TrainConfig,
+    shards: Path,
+    out: Path,
+    dist_info: DistInfo,
+    min_obs_fraction: float | None = None,
+) -> _Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_all(cfg.seed)  # the same initial weights on every rank
     store = ShardStore(shards)
+    # Before any model is built: a period without observations fails here, not as NaN later.
+    coverage = obs_coverage(shards, store.manifest.times(), cfg.train_start, cfg.train_end)
+    check_obs_coverage(coverage, _min_obs_fraction(cfg, min_obs_fraction), shards)
     geometry = geometry_from_store(store)
     model = build_model(cfg.model.name, geometry, cfg.model.options())
     comm = CommTimer()
@@ -319,6 +344,7 @@ def _setup(cfg: TrainConfig, shards: Path, out: Path, dist_info: DistInfo) -> _R
         ckpt=Checkpointer(out / "checkpoints", cfg.checkpoint, dist_info),
         comm=comm,
         lat_w=lat_w.to(dist_info.device),
+        coverage=coverage,
     )
 
 
@@ -393,11 +419,20 @@ def _export(run: _Run, val: dict[str, list[float]] | None) -> Path:
     return path
 
 
+@dataclass
+class _StepResult:
+    per_step: torch.Tensor  # local loss per rollout step, averaged over the micro-batches
+    grad_norm: torch.Tensor  # the clipped-from norm (global: DDP/FSDP gradients are reduced)
+    finite: torch.Tensor  # 0-d bool on the device: loss and gradient norm finite (no sync)
+    batch: dict[str, torch.Tensor]  # the last micro-batch and its output, for the diagnosis
+    pred: torch.Tensor
+
+
 def _train_step(
     run: _Run, batches: Iterator[dict[str, torch.Tensor]], timer: StepTimer, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step over ``grad_accum`` micro-batches → (local loss per rollout step
-    averaged over the micro-batches, gradient norm)."""
+) -> _StepResult:
+    """Forward, backward and clipping over ``grad_accum`` micro-batches; the optimizer step
+    is left to the caller, which takes it only once every rank agrees the step is finite."""
     cfg, dev = run.cfg, run.dist.device
     lr = _lr_at(cfg, run.step)
     for group in run.opt.param_groups:
@@ -423,18 +458,49 @@ def _train_step(
     with timer.phase("optimizer"):
         params = [p for p in run.module.parameters()]
         gnorm = _clip_grad_norm(params, cfg.grad_clip)
-        run.opt.step()
-    return per_step_sum / cfg.grad_accum, gnorm
+    per_step_mean = per_step_sum / cfg.grad_accum
+    # Stays on the device: it travels in _agree's one all-reduce and host copy.
+    finite = torch.isfinite(per_step_mean).all() & torch.isfinite(gnorm)
+    return _StepResult(per_step_mean, gnorm, finite, batch, pred.detach())
 
 
-def _agree(run: _Run, per_step: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
-    """The loss averaged over ranks (for the log) and whether any rank was signalled: one
-    all-reduce per step, so every rank stops at the same step boundary."""
-    packed = torch.cat([per_step, torch.tensor([float(stop)], device=per_step.device)])
+def _agree(
+    run: _Run, per_step: torch.Tensor, stop: bool, finite: torch.Tensor | None = None
+) -> tuple[torch.Tensor, bool, bool]:
+    """The loss averaged over ranks (for the log), whether any rank was signalled and
+    whether any rank's step was non-finite: one all-reduce and one host copy per step, so
+    every rank stops at the same step boundary."""
+    dev = per_step.device
+    bad = (~finite).float().reshape(1) if finite is not None else torch.zeros(1, device=dev)
+    packed = torch.cat([per_step, torch.tensor([float(stop)], device=dev), bad])
     if run.dist.distributed:
         dist.all_reduce(packed)  # gloo has no AVG: sum, then divide
-        packed[:-1] /= run.dist.world_size
-    return packed[:-1].cpu(), bool(packed[-1] > 0)
+        packed[:-2] /= run.dist.world_size
+    host = packed.cpu()
+    return host[:-2], bool(host[-2] > 0), bool(host[-1] > 0)
+
+
+def _nonfinite(run: _Run, result: _StepResult) -> NonFiniteTrainingError:
+    """The error for a step that any rank found non-finite (the failure path: syncs freely)."""
+    m = run.store.manifest
+    msg = describe_nonfinite(
+        step=run.step + 1,
+        loss=float(result.per_step.mean()),
+        grad_norm=float(result.grad_norm),
+        batch=result.batch,
+        pred=result.pred,
+        times=m.times(),
+        history=run.cfg.history,
+        channels=m.channels,
+        obs_variables=m.obs_variables,
+    )
+    run.ckpt.wait()  # an asynchronous save of an earlier step lands before we report
+    have = complete_steps(run.ckpt.root)
+    kept = f"the newest checkpoint is step {have[-1]}" if have else "no checkpoint was written"
+    where = f" on rank {run.dist.rank}" if run.dist.distributed else ""
+    return NonFiniteTrainingError(
+        f"{msg}{where}; stopped before the optimizer step, {kept} (in {run.ckpt.root})"
+    )
 
 
 def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
@@ -450,11 +516,16 @@ def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
             while run.step < cfg.steps:
                 k = _rollout_at(cfg, run.step)
                 lr = _lr_at(cfg, run.step)
-                per_step, gnorm = _train_step(run, batches, timer, k)
+                result = _train_step(run, batches, timer, k)
+                with timer.phase("communication"):
+                    per_step, stop, bad = _agree(run, result.per_step, flag.raised, result.finite)
+                if bad:  # every rank sees it: all stop here, before the step and its checkpoint
+                    raise _nonfinite(run, result)
+                with timer.phase("optimizer"):
+                    run.opt.step()
+                gnorm = result.grad_norm
                 run.step += 1
                 steps_since_log += 1
-                with timer.phase("communication"):
-                    per_step, stop = _agree(run, per_step, flag.raised)
                 timer.step()
                 bar.update(1)
                 if run.step % cfg.log_every == 0 or run.step == cfg.steps:
@@ -501,6 +572,7 @@ def train(
     progress: bool = True,
     from_step: int | None = None,
     fresh: bool = False,
+    min_obs_fraction: float | None = None,
 ) -> Path:
     """Train (or resume) and write ``out/model.pt`` (+ ``model.safetensors``/``model.json``);
     returns the model.pt path. Metrics go to ``out/metrics.jsonl`` (and TensorBoard), resumable
@@ -509,6 +581,11 @@ def train(
     Resumes from the newest complete checkpoint unless ``fresh`` (which deletes them);
     ``from_step`` rolls back to that checkpoint and deletes the later ones. On SIGTERM/SIGUSR1
     it saves at the next step boundary and raises :class:`Preempted` (exit code inside).
+
+    Raises :class:`TooFewObservationsError` before any step when fewer than
+    ``min_obs_fraction`` (default: ``train.min_obs_fraction``, else 0.5) of the training
+    period's windows hold an observation, and :class:`NonFiniteTrainingError` at the first step
+    whose loss or gradient norm is not finite, before its optimizer step and checkpoint.
     """
     if fresh and from_step is not None:
         raise ResumeError("--fresh and --from-step exclude each other")
@@ -519,11 +596,16 @@ def train(
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         if dist_info.distributed:
             dist.barrier()
-        run = _setup(cfg, shards, out, dist_info)
+        run = _setup(cfg, shards, out, dist_info, min_obs_fraction)
         _resume(run, from_step)
         # Records after the checkpoint (from an interrupted run) are redone: drop them.
         start = run.step + 1 if run.step else 0
         with Monitor(out, dist_info.rank, tensorboard=cfg.tensorboard, start_step=start) as mon:
+            cov = run.coverage  # empty windows train as masked windows: counted, not hidden
+            mon.scalars(
+                run.step,
+                {"obs/train_windows": cov.windows, "obs/masked_windows": cov.masked},
+            )
             stopped_by = _loop(run, mon, progress)
             if stopped_by is not None:
                 run.ckpt.wait()
