@@ -76,8 +76,18 @@ class Obs2Grid(nn.Module):
         offset = np.zeros((len(g.station_lat), len(g.obs_variables)), dtype=np.float32)
         if "t2m" in g.obs_variables:
             k = g.obs_variables.index("t2m")
-            oro_at = bilinear_weights(g.lat, g.lon, g.station_lat, g.station_lon).apply(g.orography)
-            offset[:, k] = LAPSE_RATE * (g.station_elevation - oro_at) / g.obs_std[k]
+            # Longitudes relative to the grid's west edge: interp compares a point's lon taken
+            # mod 360 with the grid's own, so a box written in -180..180 (the ERA5 sample's
+            # -125..-66) would find every station outside it. A global grid from 0° is as is.
+            lon0 = float(np.asarray(g.lon)[0])
+            oro_at = bilinear_weights(
+                g.lat, (np.asarray(g.lon) - lon0) % 360.0, g.station_lat, g.station_lon - lon0
+            ).apply(g.orography)
+            # A station beyond a regional box (its kernel may still reach in) has no grid height
+            # to be reduced to: it is spread uncorrected rather than poisoning the grid with NaN.
+            offset[:, k] = np.nan_to_num(
+                LAPSE_RATE * (g.station_elevation - oro_at) / g.obs_std[k], nan=0.0
+            )
         self.register_buffer("obs_offset", torch.from_numpy(offset))
 
     def _static(self, clock: torch.Tensor) -> torch.Tensor:
