@@ -511,6 +511,9 @@ def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
     batches = iter(run.loader)
     t_last = time.perf_counter()
     steps_since_log = 0
+    # Empty windows train as masked windows: counted in the run's first record, not hidden.
+    cov = run.coverage
+    pending: dict[str, Any] = {"obs/train_windows": cov.windows, "obs/masked_windows": cov.masked}
     try:
         with PreemptionFlag() as flag:
             while run.step < cfg.steps:
@@ -545,7 +548,9 @@ def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
                         # DDP's bucketed gradient all-reduce, overlapping the backward
                         "time/grad_allreduce_ms": allreduce_ms,
                         **device_stats(),
+                        **pending,
                     }
+                    pending = {}
                     monitor.scalars(run.step, record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", k=k)
                 if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.steps:
@@ -601,11 +606,6 @@ def train(
         # Records after the checkpoint (from an interrupted run) are redone: drop them.
         start = run.step + 1 if run.step else 0
         with Monitor(out, dist_info.rank, tensorboard=cfg.tensorboard, start_step=start) as mon:
-            cov = run.coverage  # empty windows train as masked windows: counted, not hidden
-            mon.scalars(
-                run.step,
-                {"obs/train_windows": cov.windows, "obs/masked_windows": cov.masked},
-            )
             stopped_by = _loop(run, mon, progress)
             if stopped_by is not None:
                 run.ckpt.wait()
