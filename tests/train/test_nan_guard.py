@@ -246,3 +246,78 @@ def test_cli_train_on_a_period_without_observations_is_one_line_exit_2(
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert lines[0].startswith("stratocast train: error: training period 2000-01-01T00..")
     assert "0 of 40 observation windows hold any observation" in lines[0]
+
+
+_DDP_DRIVER = """
+import os, sys
+from pathlib import Path
+import torch
+from stratocast.train import trainer
+from stratocast.train.trainer import TrainConfig, train
+
+rank = int(os.environ["RANK"])
+real = trainer._loader
+
+
+class Poison:  # rank 1 only: batch 5 gets a NaN target; rank 0's batches stay finite
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        for n, batch in enumerate(self.inner, start=1):
+            if rank == 1 and n == 5:
+                batch = dict(batch)
+                batch["target"] = batch["target"].clone()
+                batch["target"][0, 1, 0, 2, 3] = float("nan")
+            yield batch
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+trainer._loader = lambda *a, **k: Poison(real(*a, **k))
+cfg = TrainConfig.model_validate_json(Path(sys.argv[1]).read_text())
+try:
+    train(cfg, Path(sys.argv[2]), Path(sys.argv[3]), progress=False)
+except trainer.NonFiniteTrainingError as err:
+    print(f"RANK{rank}: {err}", file=sys.stderr, flush=True)
+    sys.exit(3)
+print(f"RANK{rank}: finished", file=sys.stderr, flush=True)
+"""
+
+
+def test_ddp_every_rank_stops_together_at_the_bad_step(
+    tiny_shards: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    """Under real torchrun (2 ranks, gloo): a NaN on rank 1 alone stops both ranks at that
+    step (no rank waits in a collective for the other), with the step-4 checkpoint newest."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file():
+        pytest.skip(f"no torchrun next to {sys.executable}")
+    cfg = _cfg(batch_size=1, global_batch=2, threads=1, parallel={"procs_per_node": 2})
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    (tmp_path / "driver.py").write_text(_DDP_DRIVER)
+    out = tmp_path / "ddp"
+    args = [str(tmp_path / "cfg.json"), str(tiny_shards[0]), str(out)]
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(tmp_path / "driver.py"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    said = {ln.split(":", 1)[0]: ln for ln in proc.stderr.splitlines() if ln.startswith("RANK")}
+    assert set(said) == {"RANK0", "RANK1"}, proc.stderr[-3000:]
+    assert "training step 5:" in said["RANK0"] and "training step 5:" in said["RANK1"]
+    assert "target, channel" in said["RANK1"] and "on rank 1" in said["RANK1"]
+    # rank 0's own batch was finite: it says the loss it saw came from the reduction
+    assert "on rank 0" in said["RANK0"]
+    assert complete_steps(out / "checkpoints") == [2, 4]
