@@ -14,6 +14,8 @@ mutations, and :func:`stratocast.testing.fuzz.mutate` rebuilds the file.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from stratocast.obs.store import read_observations
 from stratocast.testing.fuzz import (
     Failure,
     Target,
+    bufr_sections,
     check_read,
     fuzz,
     iem_csv,
@@ -75,13 +78,17 @@ SEED_BASE = 0
 
 # Mutants the long runs of benchmarks/robustness.py found breaking a reader, kept here so the
 # bug they found stays fixed: (target, sample file, seed).
-REGRESSIONS: list[tuple[str, str, int]] = [
+# (target, sample file, seed, max_ops)
+REGRESSIONS: list[tuple[str, str, int, int]] = [
     # METAR Q0000 / A0000: the pressure conversion returned a complex number (issue 12)
-    ("metar", "badchars.txt", 71),
-    ("metar", "collective.txt", 35),
-    ("metar", "kawn.txt", 112),
+    ("metar", "badchars.txt", 71, 3),
+    ("metar", "collective.txt", 35, 3),
+    ("metar", "kawn.txt", 112, 3),
     # section-4 flips in the DWD bulletin: a Report at latitude 216.9 (off the globe)
-    ("synop_bufr", "dwd_synop_20210516T12.bufr", 1096),
+    ("synop_bufr", "dwd_synop_20210516T12.bufr", 1096, 3),
+    ("synop_bufr", "obs_3day.bufr", 3008, 8),  # the same at latitude 219.4
+    # METAR text identity off by one character
+    ("metar", "collective2.txt", 3011, 8),
 ]
 
 # Registered sources with no real sample in ../shared/data to mutate (their own tests build
@@ -124,11 +131,11 @@ def test_mutants_never_escape_read(label: str, tmp_path: Path) -> None:
 
 
 @needs_data
-@pytest.mark.parametrize(("label", "name", "seed"), REGRESSIONS)
-def test_regression_mutants(label: str, name: str, seed: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("label", "name", "seed", "max_ops"), REGRESSIONS)
+def test_regression_mutants(label: str, name: str, seed: int, max_ops: int, tmp_path: Path) -> None:
     target = TARGETS[label]
     (path,) = [p for p in target.files if target.load(p)[0] == name]
-    m = mutate(target.load(path)[1], target.fmt, seed, name)
+    m = mutate(target.load(path)[1], target.fmt, seed, name, max_ops)
     file = write_mutant(m, tmp_path)
     out = check_read(
         get_source(target.source, **target.options),
@@ -166,3 +173,33 @@ def test_ingest_of_mutants_balances(label: str, tmp_path: Path) -> None:
     if target is None:
         pytest.skip(f"no sample files for {label} under {DATA}")
     _ingest_mutants(_ci(target, 2), range(100, 102), tmp_path)
+
+
+_CRASH_READ = """
+import sys
+from pathlib import Path
+from stratocast.obs.registry import get_source
+records = list(get_source(sys.argv[1]).read(Path(sys.argv[2])))
+print(len(records))
+"""
+
+
+@needs_data
+def test_one_flipped_descriptor_bit_does_not_kill_the_process(tmp_path: Path) -> None:
+    """HIRS: bit 0 of section-3 byte 15 of message 2 (a data descriptor) made ecCodes' unpack
+    segfault, taking the whole ingest process with it (found by benchmarks/robustness.py,
+    seed 3059, max_ops 8). Read in a child process so a crash fails this test only."""
+    target = TARGETS["hirs_bufr"]
+    data = bytearray(target.sample(target.files[0]))  # the first three messages
+    msg = bufr_sections(bytes(data))[1]
+    data[msg.sections[3][0] + 15] ^= 0x01
+    path = tmp_path / target.files[0].name
+    path.write_bytes(bytes(data))
+    run = subprocess.run(
+        [sys.executable, "-c", _CRASH_READ, "hirs_bufr", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"reader process died (exit {run.returncode}): {run.stderr[-500:]}"
+    assert int(run.stdout.split()[-1]) > 0

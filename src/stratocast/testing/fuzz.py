@@ -328,9 +328,10 @@ class Mutant:
     name: str  # sample file name the mutant is written under (readers parse dates from it)
     seed: int
     ops: tuple[str, ...]
+    max_ops: int = 3  # part of the reproducer: the number of mutations is drawn up to it
 
     def describe(self) -> str:
-        return f"{self.name} seed {self.seed}: " + "; ".join(self.ops)
+        return f"{self.name} seed {self.seed} max_ops {self.max_ops}: " + "; ".join(self.ops)
 
 
 def mutate(data: bytes, fmt: Format, seed: int, name: str = "", max_ops: int = 3) -> Mutant:
@@ -346,13 +347,13 @@ def mutate(data: bytes, fmt: Format, seed: int, name: str = "", max_ops: int = 3
         if rng.random() < 0.1:
             buf = bytearray(data)
             done = ["gzip bytes: " + rng.choices(*zip(*_TEXT_OPS[:4], strict=True))[0](buf, rng)]
-            return Mutant(bytes(buf), name, seed, tuple(done))
+            return Mutant(bytes(buf), name, seed, tuple(done), max_ops)
         buf = bytearray(gzip.decompress(data))
         done = _run_ops(buf, _TEXT_OPS, rng, n)
-        return Mutant(gzip.compress(bytes(buf), mtime=0), name, seed, tuple(done))
+        return Mutant(gzip.compress(bytes(buf), mtime=0), name, seed, tuple(done), max_ops)
     buf = bytearray(data)
     done = _run_ops(buf, _BUFR_OPS if fmt == "bufr" else _TEXT_OPS, rng, n)
-    return Mutant(bytes(buf), name, seed, tuple(done))
+    return Mutant(bytes(buf), name, seed, tuple(done), max_ops)
 
 
 def _run_ops(
