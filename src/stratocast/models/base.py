@@ -116,7 +116,9 @@ class ForecastModel(Protocol):
         clock: torch.Tensor,
     ) -> torch.Tensor:
         """obs, obs_mask: (B, S, V) normalised; background: (B, C, H, W) or None;
-        clock: (B, 2) UTC hour of day and day of year of the analysis time."""
+        clock: (B, 2) UTC hour of day and day of year of the analysis time. Where obs_mask is
+        0 the obs value is ignored, whatever it holds (NaN included). Fields are on the
+        geometry's grid in its latitude order (see stratocast.testing.models)."""
         ...
 
     def step(self, state: torch.Tensor, clock: torch.Tensor) -> torch.Tensor:

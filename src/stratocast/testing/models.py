@@ -8,13 +8,13 @@ Use it by subclassing in a test module and providing two fixtures::
         @pytest.fixture
         def model_factory(self): return lambda g: build_model("obs2grid", g, {"hidden": 8})
 
-The checks, all on the fixture's grid: ``analyse`` and ``step`` return (B, C, H, W) float32 on
-the input's grid; outputs are finite on finite inputs; an all-masked window (obs_mask zeros)
-gives no NaN and does not depend on the masked values; one backward pass reaches every
-parameter with a finite, non-zero gradient; longitude edges follow the grid (a regional box's
-west column does not see its east column, a global grid's does, through the wrap); a grid with
-latitude written the other way round gives the same fields flipped; a field off the model's
-grid is refused with a project error.
+The checks, all on the fixture's grid: ``analyse`` and ``step`` return (B, C, H, W) float32
+on the input's grid; outputs are finite on finite inputs; an all-masked window (obs_mask
+zeros) gives no NaN and does not depend on the masked values (NaN included); one backward
+pass reaches every parameter with a finite, non-zero gradient; longitude edges follow the
+grid (a regional box's west column does not see its east column, a global grid's does,
+through the wrap); a grid with latitude written the other way round gives the same fields
+flipped; a field off the model's grid is refused with a project error.
 
 Models start from zero-initialised output layers ("no change" at first), which would hide
 wiring faults (every gradient but the last layer's is zero, every step is the identity), so
@@ -131,9 +131,11 @@ class ModelTests:
         with torch.no_grad():
             zeros = model.analyse(torch.zeros_like(obs), none, bg, clock)
             junk = model.analyse(obs * 1e3, none, bg, clock)  # values under a zero mask
+            nans = model.analyse(torch.full_like(obs, float("nan")), none, bg, clock)
             cold = model.analyse(torch.zeros_like(obs), none, None, clock)
         assert torch.isfinite(zeros).all() and torch.isfinite(cold).all()
         assert torch.equal(zeros, junk), "masked observation values leak into the analysis"
+        assert torch.equal(zeros, nans), "NaN under a zero mask leaks into the analysis"
 
     def test_gradients_reach_every_parameter(self, model: Any, geometry: Geometry) -> None:
         obs, mask, clock = inputs(geometry)

@@ -125,6 +125,9 @@ class Obs2Grid(nn.Module):
             self._check_grid(background, "analyse: background")
             background = self._to_internal(background)
             flag = obs.new_ones((b, 1, h, w))
+        # Values under a zero mask are no data, whatever they hold (NaN from an API caller):
+        # 0 * NaN would otherwise spread NaN over every cell the station's kernel reaches.
+        obs = torch.where(obs_mask > 0, obs, torch.zeros_like(obs))
         feats = self.encoder(obs + self.obs_offset * obs_mask, obs_mask)
         x = torch.cat([feats, background, flag, self._static(clock)], dim=1)
         out: torch.Tensor = background + self.analysis_net(x)
