@@ -44,7 +44,6 @@ from tqdm import tqdm
 
 from stratocast.config import WORKERS_MAX, ComponentConfig, count
 from stratocast.obs.accounting import Accounting, FileError, SourceAccount
-from stratocast.obs.parallel import dask_client, map_ordered
 from stratocast.obs.qc import QCConfig, run_qc, superseded_in_store
 from stratocast.obs.registry import available_sources, get_source
 from stratocast.obs.remote import RemoteError, expand, fetch, is_remote
@@ -231,6 +230,10 @@ def _run_decode(
     bar = tqdm(total=len(tasks), desc="decode", unit="file", disable=not progress)
     try:
         if executor is None and scheduler is not None and tasks:
+            # Dask only when a scheduler is asked for: every CLI command imports this module
+            # (IngestConfig) and most never decode on a cluster.
+            from stratocast.obs.parallel import dask_client, map_ordered
+
             with dask_client(scheduler, workers) as client:
                 calls = [(t.source, t.options, t.path) for t in tasks]
                 for t, r in zip(
