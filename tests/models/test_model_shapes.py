@@ -298,3 +298,20 @@ def test_demo_grid_takes_the_unchanged_path(tiny_shards: tuple[Path, object]) ->
         )
     assert torch.equal(s, a + want)
     assert all(m.periodic_lon for m in model.modules() if isinstance(m, SphereConv))
+
+
+def test_checkpoint_keeps_the_periodicity_override(tmp_path: Path) -> None:
+    """A global-looking grid declared regional reloads as regional, same outputs."""
+    from stratocast.train.checkpoint import load_checkpoint, save_checkpoint
+
+    g = make_geometry(global_32x64().lat, global_32x64().lon, periodic_lon=False)
+    model = build(obs2grid(SMALL), g)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, "obs2grid", SMALL, g, {})
+    loaded: Any
+    loaded, g2, _ = load_checkpoint(path)
+    assert g2.periodic_lon is False and not g2.lon_periodic
+    x = state(g)
+    _, _, clock = inputs(g)
+    with torch.no_grad():
+        assert torch.equal(loaded.step(x, clock), model.step(x, clock))
