@@ -105,8 +105,8 @@ def test_part_ranges_cover_time_once_in_whole_shards(tiny_shards: tuple[Path, Ma
 def test_missing_channel_is_named(
     tmp_path: Path, tiny_truth: xr.Dataset, tiny_obs: pd.DataFrame
 ) -> None:
-    cfg = ShardsConfig(channels=["t2m", "q700"], stats_start="2000-01-01", stats_end="2000-01-10")
-    with pytest.raises(KeyError, match="q700"):
+    cfg = ShardsConfig(channels=["t2m", "q701"], stats_start="2000-01-01", stats_end="2000-01-10")
+    with pytest.raises(KeyError, match="q701"):
         init(cfg, tiny_truth, tiny_obs, tmp_path / "x")
     cfg = ShardsConfig(channels=["t2m", "sp"], stats_start="2000-01-01", stats_end="2000-01-10")
     with pytest.raises(ShardError, match=r"lacks channels \['sp'\]"):

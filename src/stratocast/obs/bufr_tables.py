@@ -149,6 +149,48 @@ def check_structure(descriptors: tuple[int, ...]) -> None:
         total += n
         if total > MAX_UNROLLED:
             raise CorruptBufr(f"section 3 unrolls to more than {MAX_UNROLLED} descriptors")
+    _check_bitmaps(descriptors)
+
+
+# operators whose data are described by a bitmap of 0-31-031 (data present indicators);
+# ecCodes' unpack also crashes on a bitmap whose replicated element is anything else (seen:
+# one flipped bit turning 031031 into 030031 in a MetOp HIRS message)
+_BITMAP_USERS = frozenset({222000, 223000, 224000, 225000, 232000})
+_DEFINE_BITMAP, _BITMAP_REFS = 236000, frozenset({237000, 237255, 235000})
+_DATA_PRESENT = 31031
+_DELAYED_FACTORS = frozenset({31000, 31001, 31002})
+
+
+def _check_bitmaps(top: tuple[int, ...]) -> None:
+    """Raise CorruptBufr unless every bitmap a 2-22/23/24/25/32-000 operator or a 2-36-000
+    definition introduces is made of 0-31-031: a run of it, or a replication of it (delayed
+    with a 0-31-000/001/002 factor). A 2-37-000 reuse or a 2-35-000 cancel needs none."""
+    for k, d in enumerate(top):
+        if d == _DEFINE_BITMAP or (
+            d in _BITMAP_USERS
+            and k + 1 < len(top)
+            and top[k + 1] not in _BITMAP_REFS
+            and top[k + 1] != _DEFINE_BITMAP
+        ):
+            _bitmap_at(top, k + 1, d)
+
+
+def _bitmap_at(top: tuple[int, ...], j: int, op: int) -> None:
+    if j >= len(top):
+        raise CorruptBufr(f"operator {op:06d} at the end of section 3: its bitmap is missing")
+    d = top[j]
+    if d == _DATA_PRESENT:
+        return
+    if d // 100000 == 1 and (d // 1000) % 100 == 1:
+        k = j + 1 + (1 if d % 1000 == 0 else 0)
+        if d % 1000 == 0 and (j + 1 >= len(top) or top[j + 1] not in _DELAYED_FACTORS):
+            raise CorruptBufr(f"bitmap of operator {op:06d}: delayed replication lacks its factor")
+        if k < len(top) and top[k] == _DATA_PRESENT:
+            return
+    raise CorruptBufr(
+        f"bitmap of operator {op:06d} is not made of 031031 (data present indicators): "
+        f"found {d:06d}"
+    )
 
 
 # far beyond any real template (IASI's 8461 channels unroll to ~50 000 elements)

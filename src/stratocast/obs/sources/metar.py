@@ -381,13 +381,13 @@ class _Splitter:
                 start = lineno
             while "=" in s:  # '=' ends a report; rarely, two share a line
                 head, _, s = s.partition("=")
-                head = head.strip()
+                head = head.strip(_WS)
                 if head:
                     parts.append(head)
                 if parts:
                     yield start, " ".join(parts)
                     parts = []
-                s = s.strip()
+                s = s.strip(_WS)
                 start = lineno
             if s:
                 parts.append(s)
@@ -398,6 +398,9 @@ class _Splitter:
 
 
 _STRIP = " \t\r\x01\x03"  # what the splitter strips from each line's ends
+# what it strips around '=': exactly the whitespace base.text_chars ignores, so a non-ASCII
+# space (U+00A0, which str.strip() would also remove) stays in the report and is counted
+_WS = " \t\r\x0b\x0c"
 
 
 def _stripped_controls(text: str) -> int:

@@ -368,6 +368,17 @@ class SynopBufrSource:
             )
 
         lat, lon = round(float(lat), 6), round(float(lon), 6)  # drop BUFR scaling noise
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # also refuses NaN
+            # BUFR's 0-05-001/0-06-001 ranges reach past the globe, so a flipped bit decodes
+            # to a "valid" latitude of 216.9: no report may stand off the globe
+            return Rejection(
+                report_id,
+                "bad_position",
+                f"position off the globe: latitude {lat}, longitude {lon}",
+                " ".join(raw),
+                station_id,
+                t,
+            )
         values: dict[str, float] = {}
         flags: dict[str, tuple[str, str]] = {}
         for key, entry in LEXICON.items():
