@@ -71,7 +71,9 @@ def _lon_axis(grid_lon: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, ...]:
     step = _spacing(grid_lon, "lon")
     n = grid_lon.size
     is_global = grid_lon[0] + 360.0 - grid_lon[-1] <= 1.5 * step
-    lon = np.mod(lon, 360.0)
+    # Into the grid's own range ([lon0, lon0 + 360)): a box written in -180..180 (ERA5's
+    # -125..-66) would otherwise see every point as outside it.
+    lon = grid_lon[0] + np.mod(lon - grid_lon[0], 360.0)
     if not is_global:
         inside = (lon >= grid_lon[0]) & (lon <= grid_lon[-1])
         lo = np.clip(np.searchsorted(grid_lon, lon, side="right") - 1, 0, n - 2)

@@ -138,7 +138,10 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, An
         raise CheckpointError(f"{path}: format {payload.get('format')!r}, expected {FORMAT!r}")
     try:  # a file in the right format can still describe nothing we can build
         g = payload["geometry"]
-        arrays = {k: np.asarray(v) for k, v in g.items() if k not in ("channels", "obs_variables")}
+        arrays: dict[str, Any] = {
+            k: np.asarray(v) for k, v in g.items() if k not in ("channels", "obs_variables")
+        }
+        # Geometry.__post_init__ turns the saved 0-d periodic_lon array back into bool/None
         geometry = Geometry(
             channels=tuple(g["channels"]), obs_variables=tuple(g["obs_variables"]), **arrays
         )

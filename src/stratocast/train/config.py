@@ -76,6 +76,9 @@ class TrainConfig(ComponentConfig):
     # The rollout length grows from 1 to ``rollout`` over this fraction of training: short
     # rollouts first teach the one-step tendency, long ones then teach stability.
     rollout_ramp: float = Field(default=0.6, ge=0, le=1)
+    # Minimum fraction of the training period's windows holding any observation: below it
+    # the run stops before the first step (train.guard.TooFewObservationsError).
+    min_obs_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     prefetch_depth: int = count(4, le=1_024)
     # "memory": the shards read once into host memory, batches gathered there (small data);
     # "stream": batches read from the shards per step by the multi-level pipeline

@@ -83,7 +83,7 @@ def check_obs_coverage(cov: ObsCoverage, min_fraction: float, shards: Path) -> N
         f"training period {cov.start}..{cov.end} in {shards}: {cov.with_obs} of {cov.windows} "
         f"observation windows hold any observation ({cov.masked} masked), fewer than the "
         f"minimum {min_fraction:.0%}; check the period against the observation store (or "
-        "lower min_obs_fraction)"
+        "lower train.min_obs_fraction)"
     )
 
 

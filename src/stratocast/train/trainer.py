@@ -49,7 +49,6 @@ from stratocast.train.dcp_checkpoint import (
     set_rng_state,
 )
 from stratocast.train.guard import (
-    DEFAULT_MIN_OBS_FRACTION,
     NonFiniteTrainingError,
     ObsCoverage,
     check_obs_coverage,
@@ -292,8 +291,7 @@ def _loader(
 def _min_obs_fraction(cfg: TrainConfig, override: float | None) -> float:
     if override is not None:
         return override
-    # train.min_obs_fraction once the config carries it (config.py is not this module's)
-    return float(getattr(cfg, "min_obs_fraction", DEFAULT_MIN_OBS_FRACTION))
+    return cfg.min_obs_fraction
 
 
 def _setup(
