@@ -9,6 +9,8 @@ reported once, under its most basic fault:
    ``elevation_max_by_source``), or (with a station catalogue) whose position is more
    than ``position_max_km`` (25 km) from the catalogue's position of that station; the reason
    names the value.
+0b. ``time``: every value of a report dated before ``time_min`` (1850) or more than
+   ``max_future_hours`` (24 h) after the wall clock.
 1. ``range``: outside the canonical variable's valid range (``stratocast.vocab.variables``).
 2. ``consistency``: dewpoint above temperature by more than ``dewpoint_tolerance`` (the
    dewpoint is quarantined); calm wind (0 m/s) with a direction other than 0, or a non-zero
@@ -40,6 +42,7 @@ themselves re-judged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -90,6 +93,16 @@ class QCConfig(ComponentConfig):
     )
     buddy: bool = Field(default=False, description="run the spatial buddy check")
     buddy_options: BuddyConfig = Field(default_factory=BuddyConfig)
+    time_min: datetime = Field(
+        default=datetime(1850, 1, 1, tzinfo=UTC),
+        description="earliest plausible observation time (before the first instrumental "
+        "records: a flipped BUFR year decodes to one)",
+    )
+    max_future_hours: float = Field(
+        default=24.0,
+        ge=0.0,
+        description="how far past the wall clock a report may be dated (clock skew, time zones)",
+    )
 
 
 Reason = str | Callable[[pd.DataFrame], pd.Series]
@@ -200,6 +213,32 @@ def check_position(
         )
 
     _flag(df, far, "position", reason)
+
+
+def check_time(df: pd.DataFrame, earliest: datetime, max_future_hours: float) -> None:
+    """Quarantine every value of a report dated before ``earliest`` or more than
+    ``max_future_hours`` after now (``time``): BUFR and text formats carry no checksum, and
+    one flipped bit of a BUFR year moves a report by centuries (seen: 1.8e7 hours)."""
+    if "time" not in df or df.empty:
+        return
+    t = pd.to_datetime(df["time"], utc=True)
+    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=max_future_hours)
+    lo = (
+        pd.Timestamp(earliest).tz_convert("UTC")
+        if pd.Timestamp(earliest).tzinfo
+        else (pd.Timestamp(earliest).tz_localize("UTC"))
+    )
+    bad = ((t < lo) | (t > latest)).to_numpy()
+    _flag(
+        df,
+        bad,
+        "time",
+        lambda r: (
+            "time "
+            + pd.to_datetime(r["time"], utc=True).astype(str)
+            + f" outside [{lo:%Y-%m-%d}, now + {max_future_hours:g} h]"
+        ),
+    )
 
 
 def check_range(df: pd.DataFrame) -> None:
@@ -562,6 +601,7 @@ def run_qc(
         return out
     out.index = pd.RangeIndex(len(out))
     check_position(out, catalogue, cfg.position_max_km, cfg.elevation_max_by_source)
+    check_time(out, cfg.time_min, cfg.max_future_hours)
     derived = derived_pressure(out)  # which sp/msl rows a reader derived (propagation)
     check_range(out)
     check_consistency(out, cfg.dewpoint_tolerance, derived)
