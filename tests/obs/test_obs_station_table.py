@@ -28,6 +28,7 @@ from stratocast.obs.sources.isd_lite import IsdLiteSource
 from stratocast.obs.sources.station_table import TableOptionError, TableSource
 from stratocast.obs.stations import Station, StationCatalogue
 from stratocast.obs.store import read_observations, read_quarantine
+from stratocast.testing.fuzz import IEM_OPTIONS  # the IEM ASOS column map, shared
 from stratocast.testing.sources import SourceTests
 
 DATA = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
@@ -44,20 +45,6 @@ STATIONS = ("071690-99999", "071900-99999")
 KT = 1852.0 / 3600.0
 INHG = 3386.38864
 
-IEM_OPTIONS: dict[str, Any] = {
-    "station": "station",
-    "time": "valid",
-    "lat": "lat",
-    "lon": "lon",
-    "elevation": "elevation",
-    "columns": {
-        "tmpf": {"variable": "t2m", "units": "degF"},
-        "dwpf": {"variable": "d2m", "units": "degF"},
-        "sknt": {"variable": "ws10", "units": "kt"},
-        "drct": {"variable": "wd10", "units": "degree"},
-        "mslp": {"variable": "msl", "units": "hPa"},
-    },
-}
 HEADER = "station,valid,lon,lat,elevation,tmpf,dwpf,sknt,drct,mslp,p01i"
 
 
