@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -43,6 +42,7 @@ from stratocast.obs.base import Rejection, Report
 from stratocast.obs.sources.metar import MetarSource
 from stratocast.obs.sources.synop_bufr import SynopBufrSource
 from stratocast.obs.stations import StationCatalogue
+from stratocast.testing.metar_reference import metar_package_values
 
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 # the collectives' reports are from 2024-08-31 and 2024-09-08 (and a few other days)
@@ -53,7 +53,6 @@ VARS = ("t2m", "d2m", "ws10", "wd10", "qnh", "msl")
 TOL = {"t2m": 1e-6, "d2m": 1e-6, "ws10": 1e-6, "wd10": 1e-6, "qnh": 1.0, "msl": 1.0}
 
 Values = dict[str, float]
-SPEED_SI = {"KT": 1852.0 / 3600.0, "MPS": 1.0, "KMH": 1.0 / 3.6}  # exact definitions
 
 
 class Row(NamedTuple):
@@ -105,38 +104,6 @@ def _same(a: float | None, b: float | None, tol: float) -> bool:
 
 
 # ------------------------------------------------------------------------------- METAR
-
-
-def metar_package_values(text: str, month: int, year: int) -> Values | None:
-    """Decode with the ``metar`` package into stratocast's variables and SI units.
-
-    None when the package refuses the report. The altimeter setting is ``qnh`` and only the
-    SLP group is ``msl`` (stratocast reduces station pressure itself where there is no SLP;
-    that derived msl has no counterpart in the package and is not compared).
-    """
-    from metar.Metar import Metar, ParserError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # strict=False warns about every unparsed group
-            m = Metar(text, month=month, year=year, strict=False)
-    except ParserError:
-        return None
-    out: Values = {}
-    if m.temp is not None:
-        out["t2m"] = m.temp.value("C") + 273.15
-    if m.dewpt is not None:
-        out["d2m"] = m.dewpt.value("C") + 273.15
-    if m.wind_speed is not None:
-        # the package's own m/s conversion rounds the knot to 0.514444: convert exactly here
-        out["ws10"] = m.wind_speed.value() * SPEED_SI[m.wind_speed._units]
-    if m.wind_dir is not None:
-        out["wd10"] = m.wind_dir.value()
-    if m.press is not None:
-        out["qnh"] = m.press.value("HPA") * 100.0
-    if m.press_sea_level is not None:
-        out["msl"] = m.press_sea_level.value("HPA") * 100.0
-    return out
 
 
 def metar_inputs(catalogue: StationCatalogue) -> list[tuple[str, Report]]:

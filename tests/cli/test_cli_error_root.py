@@ -4,19 +4,16 @@ file or option, exit 2. Real ``stratocast`` processes; and the CLI starts withou
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_run import REPO, demo_config, one_error_line, run_cli
 
 from stratocast.shards.layout import Manifest
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "configs" / "demo.yaml"
 DATA = REPO / ".." / "shared" / "data"
 WMO_STATION_LIST = DATA / "synop_tac" / "gts_data" / "station_list.csv"
 
@@ -33,37 +30,6 @@ _TRAIN: dict[str, object] = {
 }
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stratocast.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-
-
-def _one_error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
-    """Exit 2 (a user error, not a bug) and exactly one stderr line, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith(f"stratocast {command}: error: "), lines[0]
-    assert "internal error" not in lines[0]
-    return lines[0]
-
-
-def _config(tmp_path: Path, workdir: Path, **sections: dict[str, object]) -> Path:
-    cfg = yaml.safe_load(DEMO.read_text())
-    cfg["workdir"] = str(workdir)
-    cfg["cache_dir"] = str(tmp_path / "cache")
-    for name, values in sections.items():
-        cfg[name] = {**cfg.get(name, {}), **values}
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def test_a_wmo_station_list_as_the_catalogue_names_the_file(tmp_path: Path) -> None:
     """The real WMO station list (traditional_station_identifier, latitude, longitude) put
     where ingest expects the run's catalogue: was a bare ValueError, exit 1."""
@@ -73,8 +39,8 @@ def test_a_wmo_station_list_as_the_catalogue_names_the_file(tmp_path: Path) -> N
     (work / "observations").mkdir(parents=True)
     catalogue = work / "observations" / "stations.csv"
     shutil.copy(WMO_STATION_LIST, catalogue)
-    line = _one_error_line(
-        _cli("ingest", "--no-progress", "--config", str(_config(tmp_path, work))), "ingest"
+    line = one_error_line(
+        run_cli("ingest", "--no-progress", "--config", str(demo_config(tmp_path, work))), "ingest"
     )
     assert f"station catalogue {catalogue} lacks columns ['lat', 'lon', 'station_id']" in line
 
@@ -84,8 +50,8 @@ def test_an_unknown_model_name_names_it(tiny_shards: tuple[Path, Manifest], tmp_
     work = tmp_path / "w"
     shutil.copytree(tiny_shards[0], work / "shards")
     train = {**_TRAIN, "model": {**_TRAIN["model"], "name": "obs2gird"}}  # type: ignore[dict-item]
-    cfg = _config(tmp_path, work, train=train)
-    line = _one_error_line(_cli("train", "--no-progress", "--config", str(cfg)), "train")
+    cfg = demo_config(tmp_path, work, train=train)
+    line = one_error_line(run_cli("train", "--no-progress", "--config", str(cfg)), "train")
     assert "unknown model 'obs2gird'; registered models: ['obs2grid']" in line
 
 
@@ -96,8 +62,10 @@ def test_a_batch_larger_than_the_period_names_the_fix(
     work = tmp_path / "w"
     shutil.copytree(tiny_shards[0], work / "shards")
     train = {**_TRAIN, "train_end": "2000-01-03T18", "batch_size": 32}
-    cfg = _config(tmp_path, work, train=train)
-    line = _one_error_line(_cli("train", "--no-progress", "--config", str(cfg), "--fresh"), "train")
+    cfg = demo_config(tmp_path, work, train=train)
+    line = one_error_line(
+        run_cli("train", "--no-progress", "--config", str(cfg), "--fresh"), "train"
+    )
     assert (
         "cannot fill one batch of 32" in line and "use a longer period or a smaller batch" in line
     )
@@ -112,7 +80,7 @@ def test_the_cli_imports_no_torch() -> None:
 
 def test_a_config_error_runs_without_torch(tmp_path: Path) -> None:
     """The whole error path of a bad config (parse, validate, report) stays torch-free."""
-    cfg = _config(tmp_path, tmp_path / "w", train={"batch_size": 0})
+    cfg = demo_config(tmp_path, tmp_path / "w", train={"batch_size": 0})
     code = (
         "import sys; from stratocast.cli.main import main; rc = main(['ingest', '--config', "
         f"{str(cfg)!r}]); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"

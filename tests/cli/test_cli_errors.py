@@ -8,49 +8,15 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_run import DEMO, REPO, demo_config, one_error_line, run_cli
 
 from stratocast.shards.layout import Manifest
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "configs" / "demo.yaml"
 DWD_SYNOP = REPO / ".." / "shared" / "data" / "bufr" / "dwd_synop_20210516T12.bufr"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stratocast.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-
-
-def _one_error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
-    """Exit 2 and stderr is exactly one line, ``stratocast <command>: error: ...``."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith(f"stratocast {command}: error: "), lines[0]
-    return lines[0]
-
-
-def _config(tmp_path: Path, workdir: Path, **sections: dict[str, object]) -> Path:
-    cfg = yaml.safe_load(DEMO.read_text())
-    cfg["workdir"] = str(workdir)
-    cfg["cache_dir"] = str(tmp_path / "cache")
-    for name, values in sections.items():
-        cfg[name] = {**cfg.get(name, {}), **values}
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 _SMALL_TRAIN: dict[str, object] = {
@@ -86,8 +52,8 @@ def _tmpfs(where: Path, options: str) -> Iterator[bool]:
 
 
 def test_bad_config_value(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, tmp_path / "w", train={"batch_size": "eight", "steps": 10**20})
-    line = _one_error_line(_cli("train", "--config", str(cfg)), "train")
+    cfg = demo_config(tmp_path, tmp_path / "w", train={"batch_size": "eight", "steps": 10**20})
+    line = one_error_line(run_cli("train", "--config", str(cfg)), "train")
     assert str(cfg) in line and "train.batch_size" in line
     assert "train.steps: Input should be less than or equal to 100000000" in line
 
@@ -95,15 +61,15 @@ def test_bad_config_value(tmp_path: Path) -> None:
 def test_binary_config(tmp_path: Path) -> None:
     cfg = tmp_path / "run.yaml"
     cfg.write_bytes(bytes(range(256)) * 4)
-    line = _one_error_line(_cli("ingest", "--no-progress", "--config", str(cfg)), "ingest")
+    line = one_error_line(run_cli("ingest", "--no-progress", "--config", str(cfg)), "ingest")
     assert f"{cfg}: not a UTF-8 text file (byte 128" in line
 
 
 def test_missing_files(tmp_path: Path) -> None:
-    line = _one_error_line(_cli("ingest", "--config", str(tmp_path / "nope.yaml")), "ingest")
+    line = one_error_line(run_cli("ingest", "--config", str(tmp_path / "nope.yaml")), "ingest")
     assert f"config file not found: {tmp_path / 'nope.yaml'}" in line
-    proc = _cli("verify", "--forecast", str(tmp_path / "f.zarr"), "--obs", str(tmp_path / "o"))
-    assert str(tmp_path / "f.zarr") in _one_error_line(proc, "verify")
+    proc = run_cli("verify", "--forecast", str(tmp_path / "f.zarr"), "--obs", str(tmp_path / "o"))
+    assert str(tmp_path / "f.zarr") in one_error_line(proc, "verify")
 
 
 def test_corrupted_shard_chunk(tiny_shards: tuple[Path, Manifest], tmp_path: Path) -> None:
@@ -113,9 +79,12 @@ def test_corrupted_shard_chunk(tiny_shards: tuple[Path, Manifest], tmp_path: Pat
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF
     chunk.write_bytes(bytes(data))
-    line = _one_error_line(
-        _cli(
-            "train", "--no-progress", "--config", str(_config(tmp_path, work, train=_SMALL_TRAIN))
+    line = one_error_line(
+        run_cli(
+            "train",
+            "--no-progress",
+            "--config",
+            str(demo_config(tmp_path, work, train=_SMALL_TRAIN)),
         ),
         "train",
     )
@@ -126,8 +95,9 @@ def test_bad_checkpoint(tmp_path: Path) -> None:
     work = tmp_path / "w"
     (work / "train").mkdir(parents=True)
     (work / "train" / "model.pt").write_bytes(b"\x80\x04 definitely not a checkpoint")
-    line = _one_error_line(
-        _cli("forecast", "--no-progress", "--config", str(_config(tmp_path, work))), "forecast"
+    line = one_error_line(
+        run_cli("forecast", "--no-progress", "--config", str(demo_config(tmp_path, work))),
+        "forecast",
     )
     assert f"cannot read checkpoint {work / 'train' / 'model.pt'}" in line
 
@@ -136,7 +106,7 @@ def _ingest_config(tmp_path: Path, work: Path) -> Path:
     if not DWD_SYNOP.is_file():
         pytest.skip(f"real sample data absent: {DWD_SYNOP}")
     source = {"name": "synop_bufr", "paths": [str(DWD_SYNOP.resolve())]}
-    return _config(tmp_path, work, ingest={"sources": [source]})
+    return demo_config(tmp_path, work, ingest={"sources": [source]})
 
 
 def test_disk_full_on_a_tiny_tmpfs(tmp_path: Path) -> None:
@@ -147,7 +117,7 @@ def test_disk_full_on_a_tiny_tmpfs(tmp_path: Path) -> None:
     with _tmpfs(mnt, "size=16k") as mounted:
         if not mounted:
             pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); see the /dev/full test")
-        line = _one_error_line(_cli("ingest", "--no-progress", "--config", str(cfg)), "ingest")
+        line = one_error_line(run_cli("ingest", "--no-progress", "--config", str(cfg)), "ingest")
     assert "ENOSPC: " in line and str(mnt / "w") in line
 
 
@@ -159,7 +129,7 @@ def test_disk_full_on_dev_full(tmp_path: Path) -> None:
     out = tmp_path / "train.sbatch"
     out.symlink_to("/dev/full")
     args = ["--config", str(DEMO), "--nodes", "1", "--gpus-per-node", "1", "--out", str(out)]
-    line = _one_error_line(_cli("slurm", *args), "slurm")
+    line = one_error_line(run_cli("slurm", *args), "slurm")
     assert line.endswith("ENOSPC: No space left on device (writing /dev/full)"), line
 
 
@@ -171,20 +141,20 @@ def test_read_only_directory(tmp_path: Path) -> None:
             if os.geteuid() == 0:
                 pytest.skip("root without mount rights: permissions cannot make a dir read-only")
             mnt.chmod(0o555)
-        proc = _cli("ingest", "--no-progress", "--config", str(cfg))
+        proc = run_cli("ingest", "--no-progress", "--config", str(cfg))
         if not mounted:
             mnt.chmod(0o755)
-    line = _one_error_line(proc, "ingest")
+    line = one_error_line(proc, "ingest")
     assert ("EROFS: " in line if mounted else "EACCES: " in line) and str(mnt / "w") in line
 
 
 def test_slurm_arguments(tmp_path: Path) -> None:
-    proc = _cli("slurm", "--config", str(DEMO), "--nodes", "0", "--gpus-per-node", "1")
-    assert "nodes" in _one_error_line(proc, "slurm")
+    proc = run_cli("slurm", "--config", str(DEMO), "--nodes", "0", "--gpus-per-node", "1")
+    assert "nodes" in one_error_line(proc, "slurm")
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    proc = _cli("--debug", "ingest", "--config", str(tmp_path / "nope.yaml"))
+    proc = run_cli("--debug", "ingest", "--config", str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "Traceback" in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("stratocast ingest: error: config file not")
 

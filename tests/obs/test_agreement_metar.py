@@ -10,7 +10,6 @@ test fails on any difference not listed and on any listed one that no longer occ
 from __future__ import annotations
 
 import math
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +18,9 @@ import pytest
 from stratocast.obs.base import Rejection, Report
 from stratocast.obs.sources.metar import MetarSource
 from stratocast.obs.stations import StationCatalogue
+from stratocast.testing.metar_reference import metar_package_values
 
-metar_pkg = pytest.importorskip("metar.Metar", reason="the metar package is not installed")
+pytest.importorskip("metar.Metar", reason="the metar package is not installed")
 
 DATA = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
 METAR = DATA / "metar"
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.skipif(
     not METAR.is_dir(), reason=f"real sample data not found at {METAR} (../shared/data)"
 )
 REF = datetime(2024, 9, 8, 14, 0, tzinfo=UTC)
-SPEED_SI = {"KT": 1852.0 / 3600.0, "MPS": 1.0, "KMH": 1.0 / 3.6}  # exact definitions
 # temperatures and wind are exact arithmetic on the same digits; the package converts inHg
 # with 33.8639 hPa and stratocast with Pint's 3386.389 Pa (3 ppm: 0.3 Pa at 1000 hPa, far
 # below the 0.01 inHg = 34 Pa resolution of the group)
@@ -50,29 +49,6 @@ JUSTIFIED_REJECTIONS = {
 # Fields the package decodes that stratocast has on purpose not (or the reverse), per report.
 # (none on the shared samples: every field both decode agrees)
 JUSTIFIED_FIELDS: dict[tuple[str, str], str] = {}
-
-
-def package_values(text: str, when: datetime) -> dict[str, float] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # strict=False warns about unparsed groups
-            m = metar_pkg.Metar(text, month=when.month, year=when.year, strict=False)
-    except metar_pkg.ParserError:
-        return None
-    out: dict[str, float] = {}
-    if m.temp is not None:
-        out["t2m"] = m.temp.value("C") + 273.15
-    if m.dewpt is not None:
-        out["d2m"] = m.dewpt.value("C") + 273.15
-    if m.wind_speed is not None:
-        out["ws10"] = m.wind_speed.value() * SPEED_SI[m.wind_speed._units]
-    if m.wind_dir is not None:
-        out["wd10"] = m.wind_dir.value()
-    if m.press is not None:
-        out["qnh"] = m.press.value("HPA") * 100.0
-    if m.press_sea_level is not None:
-        out["msl"] = m.press_sea_level.value("HPA") * 100.0
-    return out
 
 
 def field_differences(ref: dict[str, float], rec: Report) -> dict[str, str]:
@@ -170,3 +146,7 @@ def test_mutations_of_a_real_report(tmp_path: Path, airports: StationCatalogue) 
     rec, ref = _ours(tmp_path, airports, zero), package_values(zero, REF)
     assert ref is not None and ref["qnh"] == 0.0
     assert isinstance(rec, Rejection) and rec.check == "decode_error"
+
+
+def package_values(text: str, when: datetime) -> dict[str, float] | None:
+    return metar_package_values(text, when.month, when.year)

@@ -7,7 +7,6 @@ something only if they decode the same values, which this pins down on the real 
 from __future__ import annotations
 
 import math
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 from stratocast.obs.base import Report
 from stratocast.obs.sources.metar import MetarSource
 from stratocast.obs.stations import StationCatalogue
+from stratocast.testing.metar_reference import metar_package_values
 
-metar_pkg = pytest.importorskip("metar.Metar", reason="the metar package is not installed")
+pytest.importorskip("metar.Metar", reason="the metar package is not installed")
 
 DATA = (Path(__file__).parents[2] / ".." / "shared" / "data").resolve()
 needs_data = pytest.mark.skipif(
@@ -25,34 +25,9 @@ needs_data = pytest.mark.skipif(
 )
 REF = datetime(2024, 9, 8, 14, 0, tzinfo=UTC)
 # exact definitions, not the package's rounded 0.514444 m/s per knot
-SPEED_SI = {"KT": 1852.0 / 3600.0, "MPS": 1.0, "KMH": 1.0 / 3.6}
 # the package converts inHg with 33.8639 hPa, stratocast with 3386.389 Pa (3 ppm); the
 # report's own resolution is 0.01 inHg = 34 Pa
 TOL = {"t2m": 1e-9, "d2m": 1e-9, "ws10": 1e-9, "wd10": 0.0, "msl": 1.0, "qnh": 1.0}
-
-
-def _package_values(text: str, when: datetime) -> dict[str, float] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # strict=False warns about unparsed groups
-            m = metar_pkg.Metar(text, month=when.month, year=when.year, strict=False)
-    except metar_pkg.ParserError:
-        return None
-    out: dict[str, float] = {}
-    if m.temp is not None:
-        out["t2m"] = m.temp.value("C") + 273.15
-    if m.dewpt is not None:
-        out["d2m"] = m.dewpt.value("C") + 273.15
-    if m.wind_speed is not None:
-        out["ws10"] = m.wind_speed.value() * SPEED_SI[m.wind_speed._units]
-    if m.wind_dir is not None:
-        out["wd10"] = m.wind_dir.value()
-    # the altimeter setting is qnh, the SLP remark msl (stratocast never takes QNH as msl)
-    if m.press is not None:
-        out["qnh"] = m.press.value("HPA") * 100.0
-    if m.press_sea_level is not None:
-        out["msl"] = m.press_sea_level.value("HPA") * 100.0
-    return out
 
 
 def _differences(ref: dict[str, float], ours: dict[str, float]) -> list[str]:
@@ -77,7 +52,7 @@ def test_metar_source_agrees_with_metar_package(airports: StationCatalogue) -> N
         for rec in src.read(path, airports):
             if not isinstance(rec, Report):
                 continue
-            ref = _package_values(rec.raw, rec.time)
+            ref = metar_package_values(rec.raw, rec.time.month, rec.time.year)
             if ref is None:
                 problems.append(f"{rec.report_id}: the metar package rejects {rec.raw!r}")
                 continue
@@ -102,7 +77,7 @@ def test_hand_checked_pair_from_the_collective(airports: StationCatalogue) -> No
     }
     kalo = recs["collective.txt:15"]
     assert isinstance(kalo, Report)
-    ref = _package_values(kalo.raw, kalo.time)
+    ref = metar_package_values(kalo.raw, kalo.time.month, kalo.time.year)
     assert ref is not None
     expected = {
         "t2m": -4.4 + 273.15,

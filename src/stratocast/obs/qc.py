@@ -49,6 +49,7 @@ import pandas as pd
 from pydantic import Field
 
 from stratocast.config import ComponentConfig
+from stratocast.obs.base import utc_reference
 from stratocast.obs.buddy import BuddyConfig, buddy_check
 from stratocast.obs.harmonise import (
     DERIVED_FROM,
@@ -223,11 +224,7 @@ def check_time(df: pd.DataFrame, earliest: datetime, max_future_hours: float) ->
         return
     t = pd.to_datetime(df["time"], utc=True)
     latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=max_future_hours)
-    lo = (
-        pd.Timestamp(earliest).tz_convert("UTC")
-        if pd.Timestamp(earliest).tzinfo
-        else (pd.Timestamp(earliest).tz_localize("UTC"))
-    )
+    lo = pd.Timestamp(utc_reference(earliest))  # a naive config value means UTC
     bad = ((t < lo) | (t > latest)).to_numpy()
     _flag(
         df,

@@ -39,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
+from stratocast.cache import default_cache_dir
 from stratocast.errors import StratocastError
 
 __all__ = [
@@ -90,14 +91,6 @@ class SiteTableError(StratocastError, ValueError):
 
 class SiteTableUnavailable(StratocastError, LookupError):
     """No NEXRAD site table is reachable: none named, none cached, the download failed."""
-
-
-def default_cache_dir() -> Path:
-    """stratocast's cache: ``$XDG_CACHE_HOME/stratocast``, else ``~/.cache/stratocast``."""
-    # Same rule as stratocast.verify.regions.default_cache_dir, not imported from there:
-    # that module pulls in geopandas and regionmask, which reading a radar file must not need.
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stratocast"
 
 
 # ---------------------------------------------------------------------------- parsing

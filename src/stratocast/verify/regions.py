@@ -47,6 +47,7 @@ import requests
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from stratocast.cache import default_cache_dir
 from stratocast.errors import StratocastError
 from stratocast.verify.metrics import ScoreAccumulator, mse_skill
 from stratocast.verify.metrics_base import safe_ratio
@@ -103,12 +104,6 @@ def _check_ar6(path: Path) -> Path:
     if digest != AR6_SHA256:
         raise RegionError(f"AR6 region file {path}: SHA-256 {digest} is not {AR6_SHA256}")
     return path
-
-
-def default_cache_dir() -> Path:
-    """stratocast's cache: ``$XDG_CACHE_HOME/stratocast``, else ``~/.cache/stratocast``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stratocast"
 
 
 def _stratocast_copy(cache_dir: Path) -> Path:
