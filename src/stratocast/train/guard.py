@@ -110,6 +110,7 @@ def describe_nonfinite(
     history: int,
     channels: Sequence[str],
     obs_variables: Sequence[str],
+    world_size: int = 1,
 ) -> str:
     """The error message for a non-finite step: the step, the batch's analysis and valid time
     range, and the first non-finite input (observations, then target) or else output channel.
@@ -170,7 +171,15 @@ def describe_nonfinite(
             "inputs and outputs of this rank's batch finite"
             + ("" if what else ", non-finite on another rank")
             + (
-                "; the loss is finite: an overflow in the backward pass"
+                # Under DDP the gradients are averaged over the ranks before the norm is
+                # taken, so one rank's NaN shows on every rank's gradient norm.
+                (
+                    "; the loss is finite: an overflow in the backward pass"
+                    if world_size == 1
+                    else "; the loss is finite: the gradients averaged over the "
+                    f"{world_size} ranks are not (an overflow in the backward pass, or a "
+                    "non-finite value on another rank)"
+                )
                 if what and math.isfinite(loss)
                 else ""
             )

@@ -491,6 +491,7 @@ def _nonfinite(run: _Run, result: _StepResult) -> NonFiniteTrainingError:
         history=run.cfg.history,
         channels=m.channels,
         obs_variables=m.obs_variables,
+        world_size=run.dist.world_size if run.dist.distributed else 1,
     )
     run.ckpt.wait()  # an asynchronous save of an earlier step lands before we report
     have = complete_steps(run.ckpt.root)
