@@ -66,32 +66,76 @@ def ingest(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
     print(acc.format())
 
 
-def held_out_stations(paths: RunPaths) -> set[str]:
+def held_out_stations(paths: RunPaths) -> set[str] | None:
+    """The world's held-out list (its stations.csv), or None where the world has not run."""
     if not paths.stations_csv.exists():
-        return set()
+        return None
     import pandas as pd  # here, not at the top: every command imports this module
 
     st = pd.read_csv(paths.stations_csv, dtype={"station_id": str})
     return set(st.loc[st["role"] == "verify", "station_id"].astype(str))
 
 
+def _world_truth(paths: RunPaths) -> Path:
+    if not paths.truth_pointer.exists():
+        raise StageError(
+            f"shards.target.source is 'world' but `stratocast world` has not run in "
+            f"{paths.workdir}: run it, or set shards.target.source to a gridded reanalysis "
+            "(ERA5 GRIB or NetCDF, an ARCO-ERA5 or WeatherBench2 Zarr path or URL; see "
+            "configs/era5.yaml). Training on station series alone, without a gridded target, "
+            "is not supported: the model learns to produce a grid"
+        )
+    return truth_location(paths)
+
+
 def shards(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
     from stratocast.obs.store import read_observations
     from stratocast.shards.build import build
-    from stratocast.world.truth import open_truth
+    from stratocast.shards.stations import split_observations, write_roles
+    from stratocast.shards.target import open_target
 
     _require(paths.store / "obs", "observation store", "ingest")
-    truth = open_truth(truth_location(paths))
-    obs = read_observations(paths.store, variables=cfg.shards.obs_variables)
-    held_out = held_out_stations(paths)
-    # Held-out verification stations never reach the model, in training or in forecasts.
-    obs = obs[~obs["station_id"].isin(held_out)]
+    scfg = cfg.shards
+    # The target first: every metadata check (variables, period, gaps, region) fails here,
+    # before observations are read or anything is written.
+    target = open_target(
+        scfg.target,
+        scfg.channels,
+        world_truth=lambda: _world_truth(paths),
+        cache_dir=paths.cache / "remote",
+    )
+    times = target["time"].values
+    step = times[1] - times[0]
+    obs = read_observations(paths.store, variables=scfg.obs_variables)
+    t = obs["time"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    # Window i holds (t_i - step, t_i]: reports outside every window never reach the shards.
+    obs = obs[(t > times[0] - step) & (t <= times[-1])]
     if obs.empty:
-        raise StageError(f"no observations of {cfg.shards.obs_variables} in {paths.store}")
-    m = build(cfg.shards, truth, obs, paths.shards, progress=progress)
+        raise StageError(
+            f"no observations of {scfg.obs_variables} in {paths.store} between "
+            f"{times[0] - step} and {times[-1]} (the target's period)"
+        )
+    # Held-out verification stations never reach the model, in training or in forecasts.
+    inputs, roles = split_observations(
+        obs,
+        target["lat"].values,
+        target["lon"].values,
+        scfg.held_out,
+        held_out_stations(paths),
+    )
+    n = roles["role"].value_counts()
+    if inputs.empty:
+        raise StageError(
+            f"none of the {len(roles)} stations with observations in {paths.store} is an input "
+            f"station inside the target's domain ({int(n.get('outside', 0))} outside, "
+            f"{int(n.get('verify', 0))} held out)"
+        )
+    m = build(scfg, target, inputs, paths.shards, progress=progress)
+    write_roles(roles, paths.shards)
     print(
-        f"shards: {paths.shards} ({m.n_time} steps, {len(m.channels)} channels, "
-        f"{len(m.station_ids)} input stations, {len(held_out)} held out)"
+        f"shards: {paths.shards} ({m.n_time} steps, {len(m.channels)} channels on "
+        f"{len(m.lat)}x{len(m.lon)}, {len(m.station_ids)} input stations, "
+        f"{int(n.get('verify', 0))} held out, {int(n.get('outside', 0))} outside the domain)"
     )
 
 
@@ -124,6 +168,13 @@ def forecast(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
     return out
 
 
+def station_roles(paths: RunPaths) -> Path:
+    """The held-out list verification scores: the one the shard build used (it holds the
+    world's list when the world ran), else the world's own."""
+    built = paths.shards / "stations.csv"
+    return built if built.exists() else paths.stations_csv
+
+
 def verify(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
     from stratocast.verify.gridded import WORLD_TRUTH
     from stratocast.verify.matching import VerifyInputError
@@ -135,7 +186,7 @@ def verify(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> Path:
         vcfg = vcfg.model_copy(update={"analysis": str(truth_location(paths))})
     try:
         result = run_verify(
-            {"stratocast": paths.forecast}, paths.store, paths.stations_csv, vcfg, paths.verify
+            {"stratocast": paths.forecast}, paths.store, station_roles(paths), vcfg, paths.verify
         )
     except VerifyInputError as err:
         raise StageError(str(err)) from err

@@ -32,12 +32,19 @@ from stratocast.shards.layout import (
     ShardError,
     load_manifest,
 )
+from stratocast.shards.stations import HeldOutConfig
 from stratocast.shards.stats import streamed_stats
+from stratocast.shards.target import TargetConfig, TargetError
 from stratocast.shards.writer import create_array, new_array, record_checksums, write_block
 from stratocast.vocab.variables import get as get_variable
 
 
 class ShardsConfig(ComponentConfig):
+    # Where the dense fields come from (the world's truth, or any reanalysis: target.py).
+    target: TargetConfig = TargetConfig()
+    # Verification stations kept out of the shards; None: the world's own list where there is
+    # one, else 15 % spread over the domain (stations.py).
+    held_out: HeldOutConfig | None = None
     channels: list[str] = Field(default=["t2m", "u10", "v10", "msl", "z500", "t850"], min_length=1)
     obs_variables: list[str] = Field(default=["t2m", "u10", "v10", "msl"], min_length=1)
     stats_start: str = "2000-01-01T00"
@@ -197,13 +204,29 @@ def load_part(
     )
     for lo in bar:
         hi = min(lo + cfg.shard_steps, rng.stop)
-        block = np.stack(
-            [truth[c].isel(time=slice(lo, hi)).values.astype(np.float32) for c in cfg.channels],
-            axis=1,
-        )
+        # One load for all channels: a lazy (dask) source fetches their chunks together.
+        fields = truth[list(cfg.channels)].isel(time=slice(lo, hi)).load()
+        block = np.stack([fields[c].values.astype(np.float32) for c in cfg.channels], axis=1)
+        _check_complete(block, cfg.channels, manifest, lo)
         write_block(out, GRID, lo, block)
         write_block(out, OBS, lo, _obs_windows(obs, manifest, range(lo, hi)))
     return rng
+
+
+def _check_complete(block: np.ndarray, channels: list[str], manifest: Manifest, t0: int) -> None:
+    """The target must be a complete field: a NaN would reach the loss (a sea-surface field
+    over land, a source's missing-value bitmap, a regrid outside the source's extent)."""
+    bad = ~np.isfinite(block)
+    if not bad.any():
+        return
+    t, c = (int(i[0]) for i in np.nonzero(bad.any(axis=(2, 3))))
+    when = manifest.times()[t0 + t]
+    n = int(bad[t, c].sum())
+    raise TargetError(
+        f"target channel {channels[c]!r} at {np.datetime_as_string(when, unit='m')}: {n} of "
+        f"{bad[t, c].size} grid points are missing or not finite; the training target must be "
+        "complete (choose a region or grid inside the source's valid area)"
+    )
 
 
 def finalise(cfg: ShardsConfig, out: Path) -> Manifest:
