@@ -22,6 +22,7 @@ import xarray as xr
 from stratocast.gridded import axes, lexicon
 from stratocast.gridded.errors import GriddedFileError
 from stratocast.gridded.lexicon import ArrayKey, Entry, LevelTarget, Target
+from stratocast.gridded.remote import CachedZarrStore
 from stratocast.gridded.skipped import SkipLog
 from stratocast.gridded.steps import format_step
 from stratocast.vocab.units import UnitConversionError
@@ -30,11 +31,20 @@ from stratocast.vocab.variables import VARIABLES
 _CANONICAL_DIMS = ("time", "member", "lat", "lon")
 
 
-def open_array_store(path: Path, kind: str) -> xr.Dataset:
+def open_array_store(path: Path, kind: str, store: CachedZarrStore | None = None) -> xr.Dataset:
+    """Open lazily; ``store`` (a remote Zarr store) replaces ``path``, which then only names
+    the source in errors."""
     try:
+        if store is not None:
+            # format and consolidation are known from the probe: no further guessing requests
+            return xr.open_zarr(
+                store, consolidated=store.consolidated, zarr_format=store.zarr_format
+            )
         if kind == "zarr":
             return xr.open_zarr(path, consolidated=_zarr_consolidated(path))
         return xr.open_dataset(path, engine="netcdf4")
+    except GriddedFileError:
+        raise  # a remote read failed: it already names the URL and the object
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise GriddedFileError(path, f"cannot open as {kind}: {exc}") from exc
 
@@ -55,8 +65,9 @@ def read_array_store(
     step: np.timedelta64 | None,
     skipped: SkipLog,
     variables: frozenset[str] | None = None,
+    store: CachedZarrStore | None = None,
 ) -> xr.Dataset:
-    raw = open_array_store(path, kind)
+    raw = open_array_store(path, kind, store)
     found = axes.find_axes(path, raw)
     raw = _select_step(path, raw, found.lead, step)
     raw = _single_time_axis(path, raw, found.time)

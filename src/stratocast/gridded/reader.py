@@ -29,14 +29,16 @@ partial data.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
 
-from stratocast.gridded import lexicon
+from stratocast.gridded import lexicon, remote
 from stratocast.gridded.arrays import read_array_store
 from stratocast.gridded.errors import GriddedFileError
 from stratocast.gridded.grib import Selection, read_grib
@@ -49,15 +51,25 @@ __all__ = ["GriddedFileError", "open_gridded"]
 
 
 def open_gridded(
-    path: Path | str,
+    source: Path | str,
     *,
     grib_lexicon: GribLexicon | None = None,
     array_lexicon: ArrayLexicon | None = None,
     data_type: str | Collection[str] | None = None,
     step: StepLike | None = None,
     variables: Collection[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: Path | None = None,
+    cache_bytes: int = remote.DEFAULT_CACHE_BYTES,
 ) -> xr.Dataset:
-    """Read ``path`` into a canonical :class:`xarray.Dataset` (see module docstring).
+    """Read ``source`` into a canonical :class:`xarray.Dataset` (see module docstring).
+
+    ``source`` is a local path, or a URL (``https://``, ``s3://``, ``gs://``, any fsspec
+    scheme; ``storage_options`` go to fsspec): a Zarr store there opens lazily with every
+    object read through a disk cache of at most ``cache_bytes`` in ``cache_dir`` (default
+    ``<user cache>/stratocast/gridded``); a single NetCDF/GRIB file is downloaded whole into
+    that cache and opened from there (:mod:`stratocast.gridded.remote`). The three options are
+    ignored for a local path.
 
     The lexicon arguments replace the built-in tables (for extra variables or a local
     convention); they are checked first (units through Pint: :func:`lexicon.validate`). A
@@ -73,36 +85,97 @@ def open_gridded(
     ``variables`` keeps only those canonical names (GRIB values of the others are never
     decoded); one the file does not give is an error naming it and what the file has.
     """
-    path = Path(path)
     for lex in (grib_lexicon, array_lexicon):
         if lex is not None:
             lexicon.validate(lex)
-    if not path.exists():
+    url = isinstance(source, str) and remote.is_url(source)
+    path = Path(source.removeprefix("file://") if isinstance(source, str) else source)
+    if not url and not path.exists():
         raise GriddedFileError(path, "no such file or directory")
     wanted_step = as_step(step) if step is not None else None
+    args = _Args(grib_lexicon, array_lexicon, data_type, wanted_step, variables)
+    if url:
+        return _open_url(str(source), args, storage_options, cache_dir, cache_bytes)
+    return _read(path, _sniff(path), args)
+
+
+@dataclass(frozen=True)
+class _Args:
+    grib_lexicon: GribLexicon | None
+    array_lexicon: ArrayLexicon | None
+    data_type: str | Collection[str] | None
+    step: np.timedelta64 | None
+    variables: Collection[str] | None
+
+
+def _open_url(
+    url: str,
+    args: _Args,
+    storage_options: Mapping[str, Any] | None,
+    cache_dir: Path | None,
+    cache_bytes: int,
+) -> xr.Dataset:
+    src = remote.open_remote(
+        url, storage_options=storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes
+    )
+    # The readers name a Path in their errors: the cached copy's, or (for a store) a stand-in.
+    # Errors about it are re-raised naming the URL; remote errors already name URL and key.
+    where = src.file.path if src.file is not None else Path(src.url)
+    try:
+        if src.store is not None:
+            return _read(where, "zarr", args, src.store)
+        kind = _sniff(where)
+        ds = _read(where, kind, args)
+    except GriddedFileError as err:
+        if src.file is not None:
+            src.file.close()
+        if err.path != where:
+            raise
+        raise GriddedFileError(src.url, err.problem) from err
+    except BaseException:
+        if src.file is not None:
+            src.file.close()
+        raise
+    # A lazily opened NetCDF reads the cached copy later: hold it (safe from eviction) for as
+    # long as the Dataset lives. GRIB was decoded whole into memory: nothing left to read.
+    assert src.file is not None
+    if kind == "grib":
+        src.file.close()
+    else:
+        weakref.finalize(ds, src.file.close)
+    return ds
+
+
+def _read(
+    path: Path, kind: str, args: _Args, store: remote.CachedZarrStore | None = None
+) -> xr.Dataset:
+    wanted_step = args.step
+    variables = args.variables
     wanted = frozenset([variables] if isinstance(variables, str) else variables or ())
     wanted_vars = wanted if variables is not None else None
     skipped = SkipLog(path)
-    kind = _sniff(path)
     if kind == "grib":
+        data_type = args.data_type
         types = {data_type} if isinstance(data_type, str) else data_type
         select = Selection(
             frozenset(types) if types is not None else None, wanted_step, wanted_vars
         )
         lex_g = cast(
-            Mapping[GribKey, Entry], lexicon.GRIB if grib_lexicon is None else grib_lexicon
+            Mapping[GribKey, Entry],
+            lexicon.GRIB if args.grib_lexicon is None else args.grib_lexicon,
         )
         ds = read_grib(path, lex_g, select, skipped)
     else:
-        if data_type is not None:
+        if args.data_type is not None:
             raise GriddedFileError(
-                path, f"data_type={data_type!r} selects GRIB messages; this is a {kind} store"
+                path,
+                f"data_type={args.data_type!r} selects GRIB messages; this is a {kind} store",
             )
         lex_a = cast(
             Mapping[ArrayKey, Entry],
-            lexicon.ARRAY_NAMES if array_lexicon is None else array_lexicon,
+            lexicon.ARRAY_NAMES if args.array_lexicon is None else args.array_lexicon,
         )
-        ds = read_array_store(path, kind, lex_a, wanted_step, skipped, wanted_vars)
+        ds = read_array_store(path, kind, lex_a, wanted_step, skipped, wanted_vars, store)
     missing = sorted(wanted - set(map(str, ds.data_vars)))
     if missing:
         raise skipped.not_found(kind, missing, sorted(map(str, ds.data_vars)))
