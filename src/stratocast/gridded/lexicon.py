@@ -217,7 +217,9 @@ _ARRAY_LEVEL: dict[str, LevelTarget] = {
     "u_component_of_wind": LevelTarget("u", "m s-1"),
     "v_component_of_wind": LevelTarget("v", "m s-1"),
     "specific_humidity": LevelTarget("q", "kg kg-1"),
-    "relative_humidity": LevelTarget("r", "%"),
+    # WeatherBench2's derived relative_humidity is a fraction and carries no units attribute
+    # (a units attribute, where present, wins over this default)
+    "relative_humidity": LevelTarget("r", "1"),
     "vertical_velocity": LevelTarget("w", "Pa s-1"),
     "ta": LevelTarget("t", "K"),
     "zg": LevelTarget("z", "m"),  # CMIP geopotential height
@@ -270,6 +272,7 @@ ZARR: dict[ArrayKey, Entry] = {
     ("surface_pressure", None): Target("sp", "Pa"),
     # WB2 orography is surface *geopotential*: si_converter divides by g0
     ("geopotential_at_surface", None): Target("orography", "m2 s-2"),
+    ("10m_wind_speed", None): Target("ws10", "m s-1"),  # WB2 derived variable
 }
 
 #: array-store names: the NetCDF, Zarr and level conventions merged (files mix them)

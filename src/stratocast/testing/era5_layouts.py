@@ -117,7 +117,6 @@ WB2Layout = Literal["1440x721", "240x121", "64x32"]
 #: for them; an entry here is a name to add to ``stratocast.gridded.lexicon.ZARR``
 LEXICON_GAPS: dict[str, str] = {
     "land_sea_mask": "lsm",  # ERA5 lsm, a fraction 0-1 ("(0 - 1)"); no canonical lsm yet
-    "10m_wind_speed": "ws10",  # WeatherBench2 derived variable
 }
 
 # Attributes each archive variable carries (see the module docstring for the sources).
