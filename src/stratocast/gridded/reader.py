@@ -18,6 +18,10 @@ Format is sniffed from the content (``GRIB`` magic, NetCDF/HDF5 signatures, Zarr
 files), not the extension. GRIB: :mod:`stratocast.gridded.grib`; NetCDF/Zarr (lazy):
 :mod:`stratocast.gridded.arrays`.
 
+A URL (``https://``, ``s3://``, ``gs://``, any fsspec scheme) reads through a bounded disk
+cache: a Zarr store lazily, object by object; a NetCDF/GRIB file downloaded whole
+(:mod:`stratocast.gridded.remote`). Errors then name the URL.
+
 Nothing is dropped without a word: every field that does not become a canonical variable is
 listed with its reason in the ``skipped_fields`` attribute (:mod:`stratocast.gridded.skipped`)
 and the log, and an open that yields no field at all raises :class:`GriddedFileError`

@@ -284,12 +284,11 @@ def open_remote(
 ) -> RemoteSource:
     """Find out what ``url`` is and make it readable through the disk cache."""
     url = url.rstrip("/")
+    directory = cache_dir if cache_dir is not None else default_gridded_cache()
     try:
-        cache = DiskCache(
-            cache_dir if cache_dir is not None else default_gridded_cache(), cache_bytes
-        )
+        cache = DiskCache(directory, cache_bytes)
     except (OSError, ValueError) as exc:
-        raise _failure(url, f"cannot use cache directory {cache_dir}", exc) from exc
+        raise _failure(url, f"cannot use cache directory {directory}", exc) from exc
     location = _StoreLocation(url, storage_options)
     for name, zarr_format, consolidated in _ROOTS:
         try:
@@ -345,6 +344,8 @@ def _cache_file(
     url: str, storage_options: Mapping[str, Any] | None, cache: DiskCache
 ) -> CachedFile:
     parent, _, name = url.rpartition("/")
+    if not is_url(parent):
+        raise GriddedFileError(url, "no Zarr store here and no file name in the URL")
     location = _StoreLocation(parent, storage_options)
     info = _info(url, location, name)
     if info.get("type") == "directory":
