@@ -181,6 +181,9 @@ def test_era5_config_over_http_end_to_end(
 def test_weatherbench2_and_arco_layouts_give_the_same_target(tmp_path: Path) -> None:
     """The same fields in the WeatherBench2 layout open, over HTTP, to the same target."""
     real = open_gridded(GRIB, variables=["z500", "t850"]).isel(member=0)
+    # a stand-in orography (the sample has none): a static in both archives, 2-D in WB2's
+    # regridded stores and repeated along time in ARCO's
+    real["orography"] = (("lat", "lon"), np.abs(real["z500"].isel(time=0).values - 54000) / 10)
     served = tmp_path / "served"
     write_arco_era5(real, served / "arco.zarr")
     write_weatherbench2(real, served / "wb2.zarr", layout="240x121")
@@ -196,6 +199,7 @@ def test_weatherbench2_and_arco_layouts_give_the_same_target(tmp_path: Path) -> 
             ).load()
     a, b = got["arco.zarr"], got["wb2.zarr"]
     assert a.sizes == b.sizes and a.sizes["lon"] == 51
-    for name in ("z500", "t850"):
+    for name in ("z500", "t850", "orography"):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-6)
         assert np.isfinite(a[name].values).all()
+    assert a["orography"].dims == ("lat", "lon") and b["orography"].dims == ("lat", "lon")

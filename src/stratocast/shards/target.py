@@ -120,6 +120,23 @@ def _open(cfg: TargetConfig, source: str, variables: Sequence[str], cache_dir: P
     return open_gridded(Path(source.removeprefix("file://")), **kwargs)
 
 
+def _open_with_orography(cfg: TargetConfig, channels: Sequence[str], cache_dir: Path) -> xr.Dataset:
+    """The channels, and the source's own orography where it has one (ERA5's surface
+    geopotential: a static of ARCO-ERA5 and WeatherBench2, a field of many GRIB files)."""
+    from stratocast.gridded import GriddedFileError
+
+    if "orography" in channels:
+        return _open(cfg, cfg.source, channels, cache_dir)
+    try:
+        return _open(cfg, cfg.source, [*channels, "orography"], cache_dir)
+    except GriddedFileError as err:
+        if "orography" not in err.problem:
+            raise
+    # the source has no orography: reopen asking for the channels alone, so a channel the
+    # source lacks is reported on its own
+    return _open(cfg, cfg.source, channels, cache_dir)
+
+
 def open_target(
     cfg: TargetConfig,
     channels: Sequence[str],
@@ -144,12 +161,15 @@ def open_target(
             )
         what = "the world's truth"
     else:
-        wanted = [*channels]
-        ds = _open(cfg, cfg.source, wanted, cache_dir)
+        ds = _open_with_orography(cfg, channels, cache_dir)
         what = cfg.source
     keep = [*channels, *(["orography"] if "orography" in ds else [])]
     ds = ds[keep]
     ds = _member(ds, cfg, what)
+    if "orography" in ds:
+        # ARCO-ERA5 repeats its statics every hour: the field is one, keep it 2-D
+        oro = ds["orography"]
+        ds["orography"] = oro.isel({d: 0 for d in oro.dims if d not in ("lat", "lon")}, drop=True)
     ds = _times(ds, cfg, what)
     ds = _static(ds, cfg, cache_dir)
     ds = _domain(ds, cfg, what)
