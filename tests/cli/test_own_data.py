@@ -132,3 +132,33 @@ def test_station_series_without_a_gridded_target_is_refused(tmp_path: Path) -> N
     line = one_error_line(run_cli("shards", "--config", str(path), "--no-progress"), "shards")
     assert "shards.target.source is 'world' but `stratocast world` has not run" in line
     assert "configs/era5.yaml" in line and "station series alone" in line
+
+
+BAD_TARGETS: dict[str, tuple[dict[str, object], str]] = {
+    "no member": ({"member": None}, "is an ensemble of 10 members: choose one"),
+    "gaps": ({"step_hours": 6}, "the time axis has gaps: 3 of the 7 times"),
+    "period": ({"start": "2016-06-01T00"}, "the time range 2016-06-01T00:00..2017-01-02T12:00"),
+    "region": (
+        {"region": {"lat_min": -89.5, "lat_max": -89.0, "lon_min": 1.0, "lon_max": 2.0}},
+        "the region (lat -89.5..-89.0, lon 1.0..2.0) holds no point of the source's grid "
+        "(lat -90..90, lon 0..357, spacing 3°×3°)",
+    ),
+}
+
+
+@needs_data
+@pytest.mark.parametrize("case", sorted(BAD_TARGETS))
+def test_bad_target_is_one_line_naming_file_and_what_was_expected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    change, expected = BAD_TARGETS[case]
+    cfg = _config(tmp_path)
+    assert main(["ingest", "--config", str(cfg), "--no-progress"]) == 0
+    capsys.readouterr()
+    target = {"source": str(GRIB), "member": 0, **change}
+    bad = _config(tmp_path, target={k: v for k, v in target.items() if v is not None})
+    assert main(["shards", "--config", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"stratocast shards: error: {GRIB}"), err
+    assert expected in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "shards").exists()  # refused before anything was written

@@ -285,9 +285,12 @@ def _domain(ds: xr.Dataset, cfg: TargetConfig, what: str) -> xr.Dataset:
         in_lat = (lat >= region.lat_min - _DEG_TOL) & (lat <= region.lat_max + _DEG_TOL)
         cols, _ = region_columns(lon, region)
         if not in_lat.any() or cols.size == 0:
+            dlat = abs(float(np.median(np.diff(lat)))) if lat.size > 1 else 0.0
+            dlon = abs(float(np.median(np.diff(lon)))) if lon.size > 1 else 0.0
             raise TargetError(
-                f"{what}: the region ({region.describe()}) lies outside the source's grid "
-                f"(lat {lat[0]:g}..{lat[-1]:g}, lon {lon[0]:g}..{lon[-1]:g})"
+                f"{what}: the region ({region.describe()}) holds no point of the source's grid "
+                f"(lat {lat[0]:g}..{lat[-1]:g}, lon {lon[0]:g}..{lon[-1]:g}, spacing "
+                f"{dlat:g}°×{dlon:g}°)"
             )
     if cfg.grid is None:
         if region is None:
