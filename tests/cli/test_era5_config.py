@@ -175,6 +175,19 @@ def test_era5_config_over_http_end_to_end(
     assert bool(np.isfinite(table.loc[table["system"] == "stratocast", "rmse"]).all())
     assert (run / "verify" / "report.html").is_file()
 
+    # the same forecast against the real ISD-Lite series alone (model inputs here, so this
+    # shows the scoring path on real reports, not independent skill): persistence and
+    # climatology come from those stations' own history before the first scored init
+    real_csv = tmp_path / "isd_verify.csv"
+    pd.DataFrame({"station_id": sorted(isd_ids), "role": "verify"}).to_csv(real_csv, index=False)
+    argv = ["verify", "--forecast", str(run / "forecast" / "deterministic.zarr"), "--obs"]
+    argv += [str(run / "store"), "--stations", str(real_csv), "--out", str(tmp_path / "v-isd")]
+    assert main([*argv, "--reference", "climatology"]) == 0
+    real = pd.read_parquet(tmp_path / "v-isd" / "scorecard.parquet")
+    assert {"deterministic", "climatology"} <= set(real["system"])
+    t2m = real[(real["variable"] == "t2m") & (real["system"] == "deterministic")]
+    assert 1 <= t2m["n_stations"].max() <= len(isd_ids) and (t2m["n"] > 0).all()
+
 
 @needs_data
 @pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
