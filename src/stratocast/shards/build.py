@@ -194,22 +194,40 @@ def load_part(
     n_parts: int = 1,
     progress: bool = True,
 ) -> range:
+    from stratocast.shards.pipeline import pipelined, read_block
+
     manifest = load_manifest(out)
     rng = part_range(manifest, cfg.shard_steps, part, n_parts)
+    spans = [
+        (lo, min(lo + cfg.shard_steps, rng.stop))
+        for lo in range(rng.start, rng.stop, cfg.shard_steps)
+    ]
+    channels = list(cfg.channels)
     bar = tqdm(
-        range(rng.start, rng.stop, cfg.shard_steps),
+        total=len(spans),
         desc=f"shards part {part + 1}/{n_parts}",
         disable=not progress,
         unit="shard",
     )
-    for lo in bar:
-        hi = min(lo + cfg.shard_steps, rng.stop)
-        # One load for all channels: a lazy (dask) source fetches their chunks together.
-        fields = truth[list(cfg.channels)].isel(time=slice(lo, hi)).load()
-        block = np.stack([fields[c].values.astype(np.float32) for c in cfg.channels], axis=1)
-        _check_complete(block, cfg.channels, manifest, lo)
+
+    def read(span: tuple[int, int]) -> np.ndarray:
+        # All channels at once, the source's chunks fetched in batched calls.
+        return read_block(truth, channels, *span)
+
+    def check(span: tuple[int, int], block: np.ndarray) -> None:
+        _check_complete(block, channels, manifest, span[0])
+
+    def write(span: tuple[int, int], block: np.ndarray) -> None:
+        lo, hi = span
         write_block(out, GRID, lo, block)
         write_block(out, OBS, lo, _obs_windows(obs, manifest, range(lo, hi)))
+        bar.update(1)
+
+    # Block i + 1 is read while block i is compressed and written, two shards at a time.
+    # Each shard is still written whole and atomically by write_block, with its own checksum
+    # record: a part stays restartable and idempotent, whatever order the writes finish in.
+    with bar:
+        pipelined(spans, read, check, write)
     return rng
 
 
