@@ -125,7 +125,7 @@ def test_safetensors_export_describes_itself_and_equals_model_pt(run: Path) -> N
     assert st_meta["model_name"] == "obs2grid" and st_meta["model_options"]["hidden"] == 8
     assert st_meta["history"] == 2 and "grid_stats" in st_meta and "val_rmse" in st_meta
     assert st_geo.channels == pt_geo.channels
-    np.testing.assert_array_equal(st_geo.station_lat, pt_geo.station_lat)
+    assert st_geo.station_lat.size == pt_geo.station_lat.size == 0  # sites are run-time input
     for (k1, a), (k2, b) in zip(
         pt_model.state_dict().items(), st_model.state_dict().items(), strict=True
     ):

@@ -86,6 +86,13 @@ def test_checkpoint_describes_itself_and_reproduces_the_model(
     assert geometry.channels == tuple(tiny_shards[1].channels)
     assert meta["train_config"]["steps"] == 30
     store = ShardStore(tiny_shards[0])
+    # the checkpoint holds no station list: the sites come with the observations
+    m = tiny_shards[1]
+    assert geometry.station_lat.size == 0
+    assert not {"station_lat", "station_lon", "station_elevation"} & set(meta["geometry"])
+    model.set_observation_sites(  # type: ignore[operator]
+        np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
+    )
     spec = WindowSpec(2, 1)
     b = store.batch(np.array([10, 11]), spec)
     with torch.no_grad():

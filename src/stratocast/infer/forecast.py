@@ -17,8 +17,8 @@ from stratocast.errors import StratocastError
 from stratocast.infer.config import ForecastConfig as ForecastConfig
 from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.loader.dataset import ShardStore, clock_features
-from stratocast.models.base import ForecastModel
-from stratocast.shards.layout import ShardError
+from stratocast.models.base import ForecastModel, Geometry
+from stratocast.shards.layout import Manifest, ShardError
 from stratocast.train.checkpoint import load_checkpoint
 from stratocast.train.cycle import cycle_and_rollout
 from stratocast.vocab.variables import get as get_variable
@@ -26,6 +26,26 @@ from stratocast.vocab.variables import get as get_variable
 
 class ForecastError(StratocastError, ValueError):
     """A forecast request the shards and checkpoint cannot serve (the message says why)."""
+
+
+def _check_compatible(checkpoint: Path, g: Geometry, shards: Path, m: Manifest) -> None:
+    """The model's channels, observed variables and grid against the shards' (the stations
+    may differ: they are run-time input)."""
+    for what, ours, theirs in (
+        ("channels", list(g.channels), list(m.channels)),
+        ("observed variables", list(g.obs_variables), list(m.obs_variables)),
+    ):
+        if ours != theirs:
+            raise ShardError(
+                f"{checkpoint} has {what} {ours}; the shards at {shards} have {theirs}"
+            )
+    for axis, ours_a, theirs_a in (("lat", g.lat, m.lat), ("lon", g.lon, m.lon)):
+        a, b = np.asarray(ours_a, dtype=np.float64), np.asarray(theirs_a, dtype=np.float64)
+        if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
+            raise ShardError(
+                f"{checkpoint} was trained on a grid with {a.size} {axis} points "
+                f"({a[0]:g}..{a[-1]:g}); the shards at {shards} have {b.size} ({b[0]:g}..{b[-1]:g})"
+            )
 
 
 @torch.no_grad()
@@ -36,6 +56,10 @@ def run_forecast(
     model: ForecastModel = model_module  # type: ignore[assignment]
     store = ShardStore(shards)
     m = store.manifest
+    _check_compatible(checkpoint, _geometry, shards, m)
+    model.set_observation_sites(
+        np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
+    )
     step_h = m.time_step_hours
     if step_h != meta["time_step_hours"]:
         raise ShardError(

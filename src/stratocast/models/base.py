@@ -125,6 +125,13 @@ class ForecastModel(Protocol):
         """(B, C, H, W) normalised state at t (clock (B, 2) of t) → state at t + one step."""
         ...
 
+    def set_observation_sites(
+        self, lat: np.ndarray, lon: np.ndarray, elevation: np.ndarray
+    ) -> None:
+        """Positions (degrees, metres) of the S observation slots ``analyse`` receives from
+        now on: run-time input, never weights, so a network that changed needs no retraining."""
+        ...
+
 
 ModelFactory = Callable[[Geometry, dict[str, object]], torch.nn.Module]
 

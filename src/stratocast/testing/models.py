@@ -14,7 +14,9 @@ zeros) gives no NaN and does not depend on the masked values (NaN included); one
 pass reaches every parameter with a finite, non-zero gradient; longitude edges follow the
 grid (a regional box's west column does not see its east column, a global grid's does,
 through the wrap); a grid with latitude written the other way round gives the same fields
-flipped; a field off the model's grid is refused with a project error.
+flipped; a field off the model's grid is refused with a project error; the observation sites
+are run-time input (``set_observation_sites``: another network, smaller or larger, changes no
+parameter, and reordering the sites with their reports changes nothing).
 
 Models start from zero-initialised output layers ("no change" at first), which would hide
 wiring faults (every gradient but the last layer's is zero, every step is the identity), so
@@ -183,3 +185,29 @@ class ModelTests:
         wrong = state(geometry)[..., :-1]
         with pytest.raises(StratocastError, match="shape"):
             model.step(wrong, clock)
+
+    def test_observation_sites_are_run_time_input(self, model: Any, geometry: Geometry) -> None:
+        """A different network — sites removed, added, reordered — needs no retraining: the
+        parameters do not depend on the sites, and the encoder treats reports as a set."""
+        before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        rng = np.random.default_rng(3)
+        lat = np.asarray(geometry.lat, dtype=np.float64)
+        lon = np.asarray(geometry.lon, dtype=np.float64)
+        n = len(geometry.station_lat) // 2 + 7
+        site_lat = rng.uniform(lat.min(), lat.max(), n)
+        site_lon = rng.uniform(lon.min(), lon.max(), n)
+        site_z = rng.uniform(0.0, 800.0, n)
+        model.set_observation_sites(site_lat, site_lon, site_z)
+        assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == before
+        gen = torch.Generator().manual_seed(11)
+        v = len(geometry.obs_variables)
+        obs = torch.randn(BATCH, n, v, generator=gen)
+        mask = (torch.rand(BATCH, n, v, generator=gen) > 0.3).float()
+        _, _, clock = inputs(geometry)
+        with torch.no_grad():
+            out = model.analyse(obs * mask, mask, None, clock)
+            assert tuple(out.shape) == self._shape(geometry) and torch.isfinite(out).all()
+            perm = rng.permutation(n)
+            model.set_observation_sites(site_lat[perm], site_lon[perm], site_z[perm])
+            shuffled = model.analyse((obs * mask)[:, perm], mask[:, perm], None, clock)
+        torch.testing.assert_close(shuffled, out, rtol=1e-4, atol=1e-5)

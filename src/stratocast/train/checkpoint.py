@@ -25,7 +25,9 @@ from stratocast.config import quote
 from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, build_model
 
-FORMAT = "stratocast-checkpoint/1"
+# 2: the observing sites are run-time input, not part of the model (no station list saved)
+FORMAT = "stratocast-checkpoint/2"
+_SITE_FIELDS = ("station_lat", "station_lon", "station_elevation")
 
 
 class CheckpointError(StratocastError, RuntimeError):
@@ -35,9 +37,12 @@ class CheckpointError(StratocastError, RuntimeError):
 def _description(
     model_name: str, model_options: dict[str, Any], geometry: Geometry, extra: dict[str, Any]
 ) -> dict[str, Any]:
+    # The stations the model was trained with are not saved: a forecast gives the model the
+    # sites of its own observations (set_observation_sites).
     geo = {
         f.name: (v.tolist() if isinstance(v := getattr(geometry, f.name), np.ndarray) else v)
         for f in dataclasses.fields(geometry)
+        if f.name not in _SITE_FIELDS
     }
     return {
         "format": FORMAT,
@@ -139,8 +144,11 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, An
     try:  # a file in the right format can still describe nothing we can build
         g = payload["geometry"]
         arrays: dict[str, Any] = {
-            k: np.asarray(v) for k, v in g.items() if k not in ("channels", "obs_variables")
+            k: np.asarray(v)
+            for k, v in g.items()
+            if k not in ("channels", "obs_variables", *_SITE_FIELDS)
         }
+        arrays.update({k: np.zeros(0) for k in _SITE_FIELDS})
         # Geometry.__post_init__ turns the saved 0-d periodic_lon array back into bool/None
         geometry = Geometry(
             channels=tuple(g["channels"]), obs_variables=tuple(g["obs_variables"]), **arrays

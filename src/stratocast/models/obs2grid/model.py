@@ -12,14 +12,19 @@ import torch
 from torch import nn
 
 from stratocast.errors import StratocastError
-from stratocast.grid.interp import bilinear_weights
 from stratocast.models.base import Geometry, ModelOptionError, register
 from stratocast.models.obs2grid.blocks import GridNet
-from stratocast.models.obs2grid.encoder import LAPSE_RATE, StationToGrid
+from stratocast.models.obs2grid.sites import SetToGrid, SitePairs, height_offsets, site_pairs
+
+LAPSE_RATE = 0.0065  # K/m, standard atmosphere
 
 
 class GridShapeError(StratocastError, ValueError):
     """A field handed to the model that is not on the grid it was built for."""
+
+
+class SitesNotSetError(StratocastError, RuntimeError):
+    """``analyse`` before the observation sites were given."""
 
 
 def _static_fields(g: Geometry) -> np.ndarray:
@@ -31,7 +36,6 @@ def _static_fields(g: Geometry) -> np.ndarray:
 class Obs2Grid(nn.Module):
     static: torch.Tensor  # (n_static, H, W)
     tendency_scale: torch.Tensor  # (1, C, 1, 1)
-    obs_offset: torch.Tensor  # (S, V)
     lon_hours: torch.Tensor  # (1, W): local solar time offset of each longitude
 
     def __init__(
@@ -40,6 +44,7 @@ class Obs2Grid(nn.Module):
         hidden: int = 32,
         blocks: int = 4,
         kernel_widths_km: tuple[float, ...] = (300.0, 900.0),
+        max_kernel_width_km: float | None = None,
     ) -> None:
         super().__init__()
         # Built on the ascending-latitude grid; a descending input is flipped at the boundary
@@ -49,7 +54,9 @@ class Obs2Grid(nn.Module):
         self.periodic_lon = geometry.lon_periodic
         g = geometry.lat_ascending()
         self.n_channels = len(g.channels)
-        self.encoder = StationToGrid(g.lat, g.lon, g.station_lat, g.station_lon, kernel_widths_km)
+        cap = max_kernel_width_km or 1.5 * max(kernel_widths_km)
+        self.encoder = SetToGrid((len(g.lat), len(g.lon)), tuple(kernel_widths_km), cap)
+        self._grid = g
         static = torch.from_numpy(_static_fields(g))
         self.register_buffer("static", static)
         n_static = static.shape[0] + 4  # + solar forcing, see _static
@@ -71,24 +78,38 @@ class Obs2Grid(nn.Module):
             "tendency_scale",
             torch.tensor(g.tendency_scale, dtype=torch.float32)[None, :, None, None],
         )
+        # The observing sites are run-time input, not weights (sites.py): set from the
+        # geometry's stations when it has them, replaced with set_observation_sites().
+        self._pairs: SitePairs | None = None
+        self._offset: torch.Tensor | None = None
+        if len(g.station_lat):
+            self.set_observation_sites(g.station_lat, g.station_lon, g.station_elevation)
+
+    def set_observation_sites(
+        self, lat: np.ndarray, lon: np.ndarray, elevation: np.ndarray
+    ) -> None:
+        """The positions of the observation slots the next ``analyse`` calls receive."""
+        g = self._grid
+        self._pairs = site_pairs(g.lat, g.lon, lat, lon, 3.0 * self.encoder.max_width_km)
         # Reports are reduced to the grid cell's surface height before spreading (the model's
-        # t2m lives on the grid orography); this is the standard-atmosphere lapse correction.
-        offset = np.zeros((len(g.station_lat), len(g.obs_variables)), dtype=np.float32)
+        # t2m lives on the grid orography): the standard-atmosphere lapse correction.
+        offset = np.zeros((len(lat), len(g.obs_variables)), dtype=np.float32)
         if "t2m" in g.obs_variables:
             k = g.obs_variables.index("t2m")
-            # Longitudes relative to the grid's west edge: interp compares a point's lon taken
-            # mod 360 with the grid's own, so a box written in -180..180 (the ERA5 sample's
-            # -125..-66) would find every station outside it. A global grid from 0° is as is.
-            lon0 = float(np.asarray(g.lon)[0])
-            oro_at = bilinear_weights(
-                g.lat, (np.asarray(g.lon) - lon0) % 360.0, g.station_lat, g.station_lon - lon0
-            ).apply(g.orography)
-            # A station beyond a regional box (its kernel may still reach in) has no grid height
-            # to be reduced to: it is spread uncorrected rather than poisoning the grid with NaN.
-            offset[:, k] = np.nan_to_num(
-                LAPSE_RATE * (g.station_elevation - oro_at) / g.obs_std[k], nan=0.0
+            dz = height_offsets(g.lat, g.lon, g.orography, lat, lon, elevation)
+            offset[:, k] = LAPSE_RATE * dz / g.obs_std[k]
+        self._offset = torch.from_numpy(offset)
+
+    def _sites(self, device: torch.device) -> tuple[SitePairs, torch.Tensor]:
+        if self._pairs is None or self._offset is None:
+            raise SitesNotSetError(
+                "obs2grid: no observation sites set; call set_observation_sites(lat, lon, "
+                "elevation) with the positions of the observation slots"
             )
-        self.register_buffer("obs_offset", torch.from_numpy(offset))
+        if self._pairs.site.device != device:  # plain tensors: .to(module) does not move them
+            self._pairs = self._pairs.to(device)
+            self._offset = self._offset.to(device)
+        return self._pairs, self._offset
 
     def _static(self, clock: torch.Tensor) -> torch.Tensor:
         """Static fields plus solar forcing: local time of day and season, as sin/cos."""
@@ -128,7 +149,8 @@ class Obs2Grid(nn.Module):
         # Values under a zero mask are no data, whatever they hold (NaN from an API caller):
         # 0 * NaN would otherwise spread NaN over every cell the station's kernel reaches.
         obs = torch.where(obs_mask > 0, obs, torch.zeros_like(obs))
-        feats = self.encoder(obs + self.obs_offset * obs_mask, obs_mask)
+        pairs, offset = self._sites(obs.device)
+        feats = self.encoder(obs + offset * obs_mask, obs_mask, pairs)
         x = torch.cat([feats, background, flag, self._static(clock)], dim=1)
         out: torch.Tensor = background + self.analysis_net(x)
         return self._to_internal(out)  # the flip is its own inverse
@@ -155,7 +177,7 @@ class Obs2Grid(nn.Module):
 
 @register("obs2grid")
 def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
-    known = {"hidden", "blocks", "kernel_widths_km"}
+    known = {"hidden", "blocks", "kernel_widths_km", "max_kernel_width_km"}
     unknown = set(options) - known
     if unknown:
         raise ModelOptionError(
@@ -164,4 +186,11 @@ def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
     hidden = int(options.get("hidden", 32))  # type: ignore[call-overload]
     blocks = int(options.get("blocks", 4))  # type: ignore[call-overload]
     widths = tuple(float(w) for w in options.get("kernel_widths_km", (300.0, 900.0)))  # type: ignore[attr-defined]
-    return Obs2Grid(geometry, hidden=hidden, blocks=blocks, kernel_widths_km=widths)
+    cap = options.get("max_kernel_width_km")
+    return Obs2Grid(
+        geometry,
+        hidden=hidden,
+        blocks=blocks,
+        kernel_widths_km=widths,
+        max_kernel_width_km=None if cap is None else float(cap),  # type: ignore[arg-type]
+    )

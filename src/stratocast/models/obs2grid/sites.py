@@ -1,0 +1,157 @@
+"""Observations from anywhere → the grid: a set encoder over sites given at run time.
+
+Each report is a point (lat, lon, elevation) with values; the encoder spreads every report to
+the grid cells near it with Gaussian kernels of learnable length scale (one per kernel, as in
+Aardvark's set-convolution encoder) and gives, per kernel and observed variable, the
+kernel-weighted mean of the reports near each cell and the summed weight (how much data there
+is). Nothing about the sites is a weight: the checkpoint holds no station list, and a network
+with stations added, removed or moved is used as it is.
+
+Cost is sparse: for a set of sites, the (site, cell) pairs within ``cutoff_km`` are found once
+(a latitude band per site, then great-circle distances) and cached; each forward pass is two
+``index_add`` over those pairs, so it grows with sites × neighbours, not sites × grid. Length
+scales are bounded above by ``cutoff_km / 3`` (the kernel is cut at three length scales), so
+learning cannot widen a kernel past the pairs that were found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from stratocast.grid.interp import bilinear_weights
+
+EARTH_RADIUS_KM = 6371.0
+_KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0
+_BLOCK = 256  # sites per distance block: bounds the temporary (block × band) array
+
+
+@dataclass(frozen=True)
+class SitePairs:
+    """The (site, cell) pairs within the cutoff, with their great-circle distances."""
+
+    site: torch.Tensor  # (P,) int64 index into the sites
+    cell: torch.Tensor  # (P,) int64 index into the flattened ascending-lat grid
+    dist_km: torch.Tensor  # (P,) float32
+    n_sites: int
+
+    def to(self, device: torch.device) -> SitePairs:
+        return SitePairs(
+            self.site.to(device), self.cell.to(device), self.dist_km.to(device), self.n_sites
+        )
+
+
+def site_pairs(
+    grid_lat: np.ndarray, grid_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray, cutoff_km: float
+) -> SitePairs:
+    """Pairs of sites and cells of an ascending-latitude grid closer than ``cutoff_km``."""
+    glat = np.asarray(grid_lat, dtype=np.float64)
+    glon = np.radians(np.asarray(grid_lon, dtype=np.float64))
+    slat = np.asarray(lat, dtype=np.float64)
+    slon = np.radians(np.asarray(lon, dtype=np.float64))
+    band = cutoff_km / _KM_PER_DEG
+    n_lon = glon.size
+    sites, cells, dists = [], [], []
+    for lo in range(0, slat.size, _BLOCK):
+        s_lat, s_lon = slat[lo : lo + _BLOCK], slon[lo : lo + _BLOCK]
+        rows = np.nonzero((glat >= s_lat.min() - band) & (glat <= s_lat.max() + band))[0]
+        if rows.size == 0:
+            continue
+        p1 = np.radians(s_lat)[:, None, None]
+        p2 = np.radians(glat[rows])[None, :, None]
+        dl = glon[None, None, :] - s_lon[:, None, None]
+        cos = np.sin(p1) * np.sin(p2) + np.cos(p1) * np.cos(p2) * np.cos(dl)
+        d = EARTH_RADIUS_KM * np.arccos(np.clip(cos, -1.0, 1.0))  # (block, rows, lon)
+        s, r, c = np.nonzero(d < cutoff_km)
+        sites.append(s + lo)
+        cells.append(rows[r] * n_lon + c)
+        dists.append(d[s, r, c])
+    if not sites:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return SitePairs(empty, empty, torch.zeros(0), int(slat.size))
+    return SitePairs(
+        torch.from_numpy(np.concatenate(sites).astype(np.int64)),
+        torch.from_numpy(np.concatenate(cells).astype(np.int64)),
+        torch.from_numpy(np.concatenate(dists).astype(np.float32)),
+        int(slat.size),
+    )
+
+
+def height_offsets(
+    grid_lat: np.ndarray,
+    grid_lon: np.ndarray,
+    orography: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    elevation: np.ndarray,
+) -> np.ndarray:
+    """Each site's height above the grid's surface at its position (m); 0 outside the grid.
+
+    Longitudes relative to the grid's west edge: interp compares a point's lon taken mod 360
+    with the grid's own, so a box written in -180..180 would find every site outside it."""
+    lon0 = float(np.asarray(grid_lon)[0])
+    at = bilinear_weights(
+        grid_lat,
+        (np.asarray(grid_lon) - lon0) % 360.0,
+        np.asarray(lat, dtype=np.float64),
+        np.asarray(lon, dtype=np.float64) - lon0,
+    ).apply(orography)
+    # A site beyond a regional box (its kernel may still reach in) has no grid height to be
+    # reduced to: spread uncorrected rather than poisoning the grid with NaN.
+    return np.nan_to_num(np.asarray(elevation, dtype=np.float64) - at, nan=0.0)
+
+
+class SetToGrid(nn.Module):
+    """Sites (given at run time) → (B, 2·K·V, H, W) features: weighted means and densities."""
+
+    def __init__(
+        self, shape: tuple[int, int], widths_km: tuple[float, ...], max_width_km: float
+    ) -> None:
+        super().__init__()
+        if not widths_km or min(widths_km) <= 0 or max(widths_km) >= max_width_km:
+            raise ValueError(
+                f"kernel widths {widths_km} must be positive and below the cap {max_width_km} km"
+            )
+        self.shape = shape
+        self.max_width_km = float(max_width_km)
+        # width = cap · sigmoid(raw): learnable, positive, never past the pairs found
+        frac = torch.tensor([w / max_width_km for w in widths_km], dtype=torch.float64)
+        self.raw_width = nn.Parameter(torch.log(frac / (1 - frac)).float())
+
+    @property
+    def n_kernels(self) -> int:
+        return int(self.raw_width.shape[0])
+
+    @property
+    def n_features_per_variable(self) -> int:
+        return 2 * self.n_kernels
+
+    def widths_km(self) -> torch.Tensor:
+        return self.max_width_km * torch.sigmoid(self.raw_width)
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor, pairs: SitePairs) -> torch.Tensor:
+        """obs, mask: (B, S, V) with S = ``pairs.n_sites``."""
+        b, s, v = obs.shape
+        if s != pairs.n_sites:
+            raise ValueError(f"observations for {s} sites, but {pairs.n_sites} sites are set")
+        g = self.shape[0] * self.shape[1]
+        k = self.n_kernels
+        w = torch.exp(-0.5 * (pairs.dist_km[None, :] / self.widths_km()[:, None]) ** 2)  # (K, P)
+        w = w.to(obs.dtype)
+        vals = (obs * mask)[:, pairs.site]  # (B, P, V)
+        have = mask[:, pairs.site]
+        # (B, P, K, V) contributions, summed into their cells
+        num = obs.new_zeros((b, g, k, v)).index_add_(
+            1, pairs.cell, w.t()[None, :, :, None] * vals[:, :, None, :]
+        )
+        den = obs.new_zeros((b, g, k, v)).index_add_(
+            1, pairs.cell, w.t()[None, :, :, None] * have[:, :, None, :]
+        )
+        mean = num / (den + 1e-3)
+        density = torch.log1p(den)
+        feats = torch.cat([mean, density], dim=2)  # (B, G, 2K, V)
+        return feats.permute(0, 2, 3, 1).reshape(b, 2 * k * v, *self.shape)
