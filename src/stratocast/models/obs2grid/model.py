@@ -37,6 +37,7 @@ class Obs2Grid(nn.Module):
     static: torch.Tensor  # (n_static, H, W)
     tendency_scale: torch.Tensor  # (1, C, 1, 1)
     lon_hours: torch.Tensor  # (1, W): local solar time offset of each longitude
+    area_weight: torch.Tensor  # (H, 1): cell area fractions of the whole grid (sum 1)
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class Obs2Grid(nn.Module):
         blocks: int = 4,
         kernel_widths_km: tuple[float, ...] = (300.0, 900.0),
         max_kernel_width_km: float | None = None,
+        mass_fixer: bool = False,
     ) -> None:
         super().__init__()
         # Built on the ascending-latitude grid; a descending input is flipped at the boundary
@@ -73,6 +75,19 @@ class Obs2Grid(nn.Module):
         )
         self.step_net = GridNet(
             self.n_channels + n_static, self.n_channels, hidden, blocks, self.periodic_lon
+        )
+        # Dry-mass proxy (as ACE2 corrects): after each step the area-weighted global mean
+        # of msl is put back to its value before the step, so a long rollout cannot gain or
+        # lose air. Global grids only: a regional box exchanges mass through its edges.
+        self.mass_channel = g.channels.index("msl") if mass_fixer and "msl" in g.channels else None
+        if mass_fixer and self.mass_channel is None:
+            raise ModelOptionError("obs2grid: mass_fixer needs an 'msl' channel")
+        if mass_fixer and not self.periodic_lon:
+            raise ModelOptionError("obs2grid: mass_fixer needs a global grid (lon wraps)")
+        area = np.clip(np.cos(np.radians(np.asarray(g.lat, dtype=np.float64))), 0.0, None)
+        self.register_buffer(
+            "area_weight",
+            torch.tensor(area / area.sum() / len(g.lon), dtype=torch.float32)[:, None],
         )
         self.register_buffer(
             "tendency_scale",
@@ -160,7 +175,22 @@ class Obs2Grid(nn.Module):
         state = self._to_internal(state)
         x = torch.cat([state, self._static(clock)], dim=1)
         out: torch.Tensor = state + self.tendency_scale * self.step_net(x)
+        if self.mass_channel is not None:
+            out = self._hold_mass(state, out)
         return self._to_internal(out)
+
+    def global_mean(self, field: torch.Tensor) -> torch.Tensor:
+        """Area-weighted mean over the grid of (..., H, W) on the internal (ascending) grid."""
+        return (field * self.area_weight).sum(dim=(-2, -1))
+
+    def _hold_mass(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        # Normalisation is affine per channel, so holding the normalised mean holds the
+        # physical one. A uniform shift: the pattern the network predicted is kept.
+        k = self.mass_channel
+        drift = self.global_mean(after[:, k]) - self.global_mean(before[:, k])
+        fix = torch.zeros_like(after)
+        fix[:, k] = drift[:, None, None]
+        return after - fix
 
     def _to_internal(self, field: torch.Tensor) -> torch.Tensor:
         """Caller's latitude order <-> the ascending order the network runs on."""
@@ -177,7 +207,7 @@ class Obs2Grid(nn.Module):
 
 @register("obs2grid")
 def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
-    known = {"hidden", "blocks", "kernel_widths_km", "max_kernel_width_km"}
+    known = {"hidden", "blocks", "kernel_widths_km", "max_kernel_width_km", "mass_fixer"}
     unknown = set(options) - known
     if unknown:
         raise ModelOptionError(
@@ -193,4 +223,5 @@ def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
         blocks=blocks,
         kernel_widths_km=widths,
         max_kernel_width_km=None if cap is None else float(cap),  # type: ignore[arg-type]
+        mass_fixer=bool(options.get("mass_fixer", False)),
     )
