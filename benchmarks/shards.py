@@ -1,15 +1,16 @@
 """Training-shard build against the generic xarray path, in one run.
 
-    python benchmarks/shards.py [--steps 768] [--rounds 3] [--source zarr netcdf]
-                                [--memory-steps 384 768 1536] [--workdir runs/bench-shards]
+    python benchmarks/shards.py [--steps 512] [--rounds 3] [--source zarr netcdf]
+                                [--memory-steps 256 512 1024] [--no-previous]
+                                [--workdir runs/bench-shards] [--json FILE]
 
-Source (built once under ``--workdir/source``, reused while its parameters match): the real
-ERA5 NetCDF sample ``/work/shared/data/netcdf/era5_1995-07-14T12.nc`` (0.25°, 105 × 237 over
-the contiguous US; t2m, d2m, u10, v10, sp) tiled in time and perturbed so every step differs
-as real hours do: a diurnal cycle whose phase follows longitude, slowly drifting low-order
-spatial modes, and a little white noise, each scaled per variable; ``msl`` (absent from the
-sample) is sp's anomaly pattern around 1013 hPa. Hourly steps from 1995-07-01T00, float32,
-written twice:
+Source (built once under ``--workdir/source`` for the longest length asked, reused after):
+the real ERA5 NetCDF sample ``/work/shared/data/netcdf/era5_1995-07-14T12.nc`` (0.25°,
+105 × 237 over the contiguous US; t2m, d2m, u10, v10, sp) tiled in time and perturbed so every
+step differs as real hours do: a diurnal cycle whose phase follows longitude, slowly drifting
+low-order spatial modes and a little white noise, each scaled per variable; ``msl`` (absent
+from the sample) is sp's anomaly pattern around 1013 hPa. Hourly steps from 1995-07-01T00,
+float32, written twice:
 
 * ``netcdf/era5_YYYYMMDD.nc``: one NetCDF4 file per day as the CDS delivers them (CDS short
   names, ``latitude`` descending, ``longitude`` -125..-66, no compression);
@@ -17,27 +18,33 @@ written twice:
   write_arco_era5`: ``2m_temperature`` … on ``(time, latitude, longitude)``, latitude
   descending, time chunk 1, Blosc-lz4, consolidated).
 
-Both jobs cut the same time range (``--steps`` hourly steps) and region (lat 30..45, lon
--110..-80: 61 × 121 points) of the six channels and write one time step per chunk with zstd
-level 3:
+Every job cuts the same time range (the first ``--steps`` hourly steps; the NetCDF jobs open
+just the days holding them) and region (lat 30..45, lon -110..-80: 61 × 121 points) of the
+six channels and writes one time step per chunk with zstd level 3:
 
 * baseline: ``xr.open_mfdataset(files)`` / ``xr.open_zarr(store)`` → ``[vars]`` → ``.sel`` of
   time and region → ``.to_zarr(out, encoding=zstd, chunks (1, lat, lon))``, as a user writes
-  it (dask's threaded scheduler, both cores);
+  it (dask's threaded scheduler on both cores);
 * ours: :func:`stratocast.shards.target.open_target` + :func:`stratocast.shards.build.build`
-  (init → load_part → finalise: also the observation windows of 20 synthetic stations, the
-  per-chunk crc32c records and the streamed statistics pass, which the baseline does not do).
-  ``open_target`` takes one source; the daily NetCDF files are opened one by one with it and
-  concatenated along time (dask-backed, one chunk per file, as ``open_mfdataset`` does).
+  (init → load_part → finalise, timed by phase: besides the grid it writes the observation
+  windows of 20 synthetic stations, the per-chunk crc32c records, and finalise makes a
+  streamed statistics pass over everything written, none of which the baseline does).
+  ``open_target`` takes one source, so the daily NetCDF files are opened one by one with it
+  and concatenated along time (dask-backed, one chunk per file, as ``open_mfdataset`` has it);
+* previous (``--no-previous`` skips it): ours with the ``load_part`` loop as it was before
+  :mod:`stratocast.shards.pipeline` (copied here), to show what that change did.
 
-Measured in interleaved rounds (baseline and ours once per round, the order alternating), the
-median of each quoted with the ratio. The outputs are compared value for value once per
-source (ours has latitude ascending: flipped before comparing).
+Measured in interleaved rounds after one untimed warm-up of every job (each job once per
+round, the order reversed every other round), the median of each quoted with the ratio
+baseline / job. The outputs are compared value for value once per source (ours has latitude
+ascending: flipped before comparing).
 
-Peak memory of ours: each ``--memory-steps`` value runs in a child process that polls its own
-``VmRSS``/``RssAnon`` every 2 ms; the growth over the state after the imports and the lazy
-open is quoted against the stated bound (see :func:`memory_bound`), which depends on
-``shard_steps`` and the grid, not on the number of time steps.
+Peak memory of ours: each ``--memory-steps`` length builds in a child process, which polls its
+own ``VmRSS``/``RssAnon`` every 2 ms and runs tracemalloc (which sees NumPy's buffers), for
+the shard writing (init + load_part) and the statistics pass (finalise) separately; growth
+over the state after the imports and the lazy open is quoted against the stated bounds of
+:func:`memory_bounds`, which depend on ``shard_steps`` and the grids, not on the number of
+time steps.
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ AMPLITUDE = {
 REGION = {"lat_min": 30.0, "lat_max": 45.0, "lon_min": -110.0, "lon_max": -80.0}
 SHARD_STEPS = 64
 SOURCE_VERSION = 1
-K_BOUND = 7.0  # output blocks held at once by ours' pipeline: see memory_bound
+K_BOUND = 7.0  # output blocks held at once by ours' load_part: see memory_bounds
+K_FINALISE = 13.0  # output blocks' worth of float64 temporaries in finalise: memory_bounds
 
 
 # -- source ------------------------------------------------------------------------------------
@@ -133,8 +141,10 @@ def ensure_source(workdir: Path, n_time: int) -> dict[str, Any]:
     src = workdir / "source"
     stamp = src / "source.json"
     want = {"version": SOURCE_VERSION, "days": days, "sample": str(SAMPLE)}
-    if stamp.is_file() and json.loads(stamp.read_text()) == want:
-        return _source_paths(src, days)
+    if stamp.is_file():
+        have = json.loads(stamp.read_text())
+        if {**have, "days": days} == want and have["days"] >= days:
+            return _source_paths(src, have["days"])
     shutil.rmtree(src, ignore_errors=True)
     (src / "netcdf").mkdir(parents=True)
     _, lat, lon = sample_fields()
@@ -196,7 +206,7 @@ def baseline_open(kind: str, source: Any, n_time: int) -> xr.Dataset:
     """What a user writes with xarray alone: open, pick the variables, cut time and region."""
     t0, t1 = time_range(n_time)
     if kind == "netcdf":
-        ds = xr.open_mfdataset(source)[CHANNELS]
+        ds = xr.open_mfdataset(days_for(source, n_time))[CHANNELS]
         lon = slice(REGION["lon_min"], REGION["lon_max"])
     else:
         ds = xr.open_zarr(source)[[ARCO_NAMES[c] for c in CHANNELS]]
@@ -253,23 +263,24 @@ def ours_open(kind: str, source: Any, n_time: int, cache: Path) -> xr.Dataset:
             world_truth=_no_world,
             cache_dir=cache,
         )
-    # open_target takes one source: each day's file, then one lazy concatenation
-    t0, t1 = time_range(n_time)
-    parts = []
-    for f in source:
-        day0 = np.datetime64(f.name[5:9] + "-" + f.name[9:11] + "-" + f.name[11:13], "ns")
-        lo, hi = max(day0, t0), min(day0 + np.timedelta64(23, "h"), t1)
-        if hi <= lo:
-            continue
-        day_cfg = cfg.model_copy(
-            update={
-                "source": str(f),
-                "start": str(np.datetime_as_string(lo, unit="h")),
-                "end": str(np.datetime_as_string(hi, unit="h")),
-            }
-        )
-        parts.append(open_target(day_cfg, CHANNELS, world_truth=_no_world, cache_dir=cache).chunk())
-    return xr.concat(parts, dim="time")
+    # open_target takes one source: each day's file, then one lazy concatenation (dask, one
+    # chunk per file, as open_mfdataset has it) cut to the steps asked for
+    day_cfg = cfg.model_copy(update={"start": None, "end": None})
+    parts = [
+        open_target(
+            day_cfg.model_copy(update={"source": str(f)}),
+            CHANNELS,
+            world_truth=_no_world,
+            cache_dir=cache,
+        ).chunk()
+        for f in days_for(source, n_time)
+    ]
+    return xr.concat(parts, dim="time").isel(time=slice(0, n_time))
+
+
+def days_for(files: Sequence[Path], n_time: int) -> list[Path]:
+    """The daily files holding the first ``n_time`` steps (both jobs open just these)."""
+    return list(files[: -(-n_time // 24)])
 
 
 def stations() -> pd.DataFrame:
@@ -288,11 +299,22 @@ def stations() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def run_ours(kind: str, source: Any, n_time: int, out: Path) -> None:
-    from stratocast.shards.build import build
+PHASES: list[tuple[float, float, float]] = []  # ours: (open, init + load_part, finalise) s
 
+
+def run_ours(kind: str, source: Any, n_time: int, out: Path) -> None:
+    """``open_target`` + ``build`` (spelled out as build does it, to time its phases)."""
+    from stratocast.shards.build import finalise, init, load_part
+
+    t0 = time.perf_counter()
     truth = ours_open(kind, source, n_time, out.parent / "cache")
-    build(ours_config(n_time), truth, stations(), out, progress=False)
+    cfg, obs = ours_config(n_time), stations()
+    t1 = time.perf_counter()
+    init(cfg, truth, obs, out)
+    load_part(cfg, truth, obs, out, 0, 1, progress=False)
+    t2 = time.perf_counter()
+    finalise(cfg, out)
+    PHASES.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
 
 def run_previous(kind: str, source: Any, n_time: int, out: Path) -> None:
@@ -409,19 +431,24 @@ def probe_memory(kind: str, source: Any, n_time: int, out: Path) -> dict[str, fl
     }
 
 
-def memory_bound(n_lat: int, n_lon: int, src_lat: int, src_lon: int) -> float:
-    """Stated bound on ours' working set, independent of the number of time steps:
-    ``K_BOUND`` output blocks (one shard: shard_steps × channels × lat × lon × 4 B) plus twice
-    one batched source read (shard_steps × channels × the source's chunk area × 4 B, capped by
-    ``pipeline.READ_BUDGET``: the read itself and zarr's decoded chunk buffers it is copied
-    from). The blocks: two being compressed and written with their encoded chunks (4), one
-    waiting in the read-ahead queue, and the one being read with the per-channel results it
-    is assembled from (2)."""
+def memory_bounds(n_lat: int, n_lon: int, src_lat: int, src_lon: int) -> tuple[float, float]:
+    """Stated bounds on ours' working set, independent of the number of time steps, with
+    B = one shard's output block (shard_steps × channels × lat × lon × 4 B) and S = one
+    batched source read (shard_steps × channels × the source's chunk area × 4 B, capped by
+    ``pipeline.READ_BUDGET``):
+
+    * load_part: ``K_BOUND`` × B + 2 S. The blocks: two being compressed and written with
+      their encoded chunks (4), one waiting in the read-ahead queue, and the one being read
+      with the per-channel results it is assembled from (2); S twice: the read itself and
+      zarr's decoded chunk buffers it is copied from.
+    * finalise (unchanged by this work): ``K_FINALISE`` × B: the statistics pass holds one
+      shard in float64 (2 B) and about five float64 temporaries of that size (squares,
+      masked copies, the tendencies)."""
     from stratocast.shards.pipeline import READ_BUDGET
 
     block = SHARD_STEPS * len(CHANNELS) * n_lat * n_lon * 4.0
     source_read = min(float(READ_BUDGET), SHARD_STEPS * len(CHANNELS) * src_lat * src_lon * 4.0)
-    return K_BOUND * block + 2.0 * source_read
+    return K_BOUND * block + 2.0 * source_read, K_FINALISE * block
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -450,6 +477,7 @@ def rounds(
         JOBS[name](kind, source, SHARD_STEPS * 2, outs[name])
     times: dict[str, list[float]] = {name: [] for name in jobs}
     n_values = 0
+    PHASES.clear()
     for r in range(n_rounds):
         order = list(jobs) if r % 2 == 0 else list(jobs)[::-1]
         for name in order:
@@ -469,6 +497,7 @@ def rounds(
         "median_s": med,
         "ratio": med["baseline"] / med["ours"],
         "ratio_previous": med["baseline"] / med["previous"] if "previous" in med else None,
+        "ours_phases_median_s": [statistics.median(p) for p in zip(*PHASES, strict=True)],
     }
 
 
@@ -531,13 +560,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"yes ({row['values']:,} values) |",
             flush=True,
         )
+    print("\nours by phase (median s): open_target | init + load_part | finalise (statistics)")
+    for row in results["timing"]:
+        o, w, f = row["ours_phases_median_s"]
+        print(f"  {row['source']}: {o:.2f} | {w:.2f} | {f:.2f}")
     if args.memory_steps:
         src_lat, src_lon = sample_fields()[0]["t2m"].shape
-        bound = memory_bound(n_lat, n_lon, src_lat, src_lon)
+        bound, bound_final = memory_bounds(n_lat, n_lon, src_lat, src_lon)
         print(
-            f"\nours, peak memory growth over the lazy open ({args.memory_source}); stated "
-            f"bound {K_BOUND:g} × shard block + 2 × one batched source read = "
-            f"{bound / 1e6:.0f} MB\n"
+            f"\nours, peak memory over the lazy open ({args.memory_source}); stated bounds: "
+            f"load_part {K_BOUND:g} B + 2 S = {bound / 1e6:.0f} MB, finalise "
+            f"{K_FINALISE:g} B = {bound_final / 1e6:.0f} MB (B = one shard's block, "
+            f"S = one batched source read)\n"
         )
         print(
             "| steps | build s | load_part: traced peak MB | RSS growth MB | anon MB | "
@@ -546,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("|---" * 9 + "|")
         for n in args.memory_steps:
             m = measure_memory(args.memory_source, n, workdir, source_steps)
-            m["bound_bytes"] = bound
+            m["bound_bytes"], m["bound_finalise_bytes"] = bound, bound_final
             results["memory"].append(m)
             print(
                 f"| {n} | {m['seconds']:.2f} | {m['write_traced_peak_bytes'] / 1e6:.0f} | "

@@ -59,7 +59,7 @@ def test_batched_reads_equal_a_plain_load_bit_for_bit(arco_target: xr.Dataset) -
 def test_read_budget_splits_the_block_and_keeps_the_values(arco_target: xr.Dataset) -> None:
     whole = pipeline._batched_plan([arco_target[c].isel(time=slice(0, 40)).data for c in CHANNELS])
     assert whole is not None
-    budget = whole.nbytes // 5  # forces several halvings
+    budget = whole.nbytes // 3  # 40 steps → 2 × 20 → 4 × 10, each read batched
     calls: list[int] = []
     real = pipeline._Plan.run
 
@@ -72,13 +72,19 @@ def test_read_budget_splits_the_block_and_keeps_the_values(arco_target: xr.Datas
         got = pipeline.read_block(arco_target, CHANNELS, 0, 40, read_budget=budget)
     finally:
         pipeline._Plan.run = real  # type: ignore[method-assign]
-    assert len(calls) >= 5 and max(calls) <= budget
+    assert len(calls) == 4 and max(calls) <= budget
     np.testing.assert_array_equal(got, _loaded(arco_target, 0, 40))
 
 
-def test_in_memory_source_takes_the_ordinary_path(tiny_truth: xr.Dataset) -> None:
+def test_in_memory_source_and_few_chunks_take_the_ordinary_path(
+    tiny_truth: xr.Dataset, arco_target: xr.Dataset
+) -> None:
     got = pipeline.read_block(tiny_truth, CHANNELS, 3, 19)
     np.testing.assert_array_equal(got, _loaded(tiny_truth, 3, 19))
+    short = [arco_target[c].isel(time=slice(0, pipeline.MIN_CHUNKS - 1)) for c in CHANNELS]
+    assert not pipeline._worth_batching(short)
+    got = pipeline.read_block(arco_target, CHANNELS, 0, pipeline.MIN_CHUNKS - 1)
+    np.testing.assert_array_equal(got, _loaded(arco_target, 0, pipeline.MIN_CHUNKS - 1))
 
 
 def test_build_from_a_lazy_store_equals_the_build_from_memory(
@@ -153,3 +159,18 @@ def test_pipelined_writes_everything_once_and_raises_write_errors() -> None:
     with pytest.raises(OSError, match="disk full"):
         pipeline.pipelined(list(range(12)), lambda i: i * 10, lambda i, v: None, write)
     assert 7 not in written and set(written) <= set(range(12))
+
+
+def test_pipelined_stops_reader_and_writers_at_once_on_a_failed_check() -> None:
+    before = threading.active_count()
+    written: list[int] = []
+
+    def check(i: int, v: int) -> None:
+        if i == 2:
+            raise TargetError("block 2 incomplete")
+
+    with pytest.raises(TargetError, match="block 2") as info:
+        pipeline.pipelined(list(range(50)), lambda i: i, check, lambda i, v: written.append(i))
+    # while the traceback (which holds the loop's frame) is still alive
+    assert info.traceback and threading.active_count() == before
+    assert sorted(written) == [0, 1]

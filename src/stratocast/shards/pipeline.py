@@ -1,27 +1,29 @@
-"""Reading the gridded target for the shard build: whole blocks, batched, one block ahead.
+"""Reading the gridded target for the shard build: whole blocks, batched, pipelined.
 
 :func:`read_block` returns ``shard_steps`` time steps of every channel as one float32 array
 ``(time, channel, lat, lon)``. A lazy (dask) source built by xarray reads one source chunk per
 dask task: with ARCO-ERA5's time chunk of 1 that is one zarr call and a handful of scheduler
-tasks per time step and variable, and the per-call overheads (zarr's event loop round trip,
+tasks per time step and variable, and the per-call overheads (zarr's event-loop round trip,
 dask's scheduling) cost several times what decoding the chunk does. So the block's graph is
 taken apart before it runs: the tasks that read the source (``dask.array.core.getter`` on the
 backend array) are grouped by backend array and by their extent along every axis but the
 first, and each group whose first-axis extents are contiguous is read with **one** call over
-their union; every task then gets its own slice of that read and the rest of the graph
-(xarray's indexing, region cut, unit scaling, regridding) runs unchanged, with dask's
-synchronous scheduler. Same chunks, same bytes, same operations: the result is identical to
+their union; every task then gets its own slice of that read, and the rest of the graph
+(xarray's indexing, region cut, unit scaling, regridding) runs unchanged, in this thread, in
+dependency order. Same chunks, same bytes, same operations: the result is identical to
 ``.load()``; only the number of calls changes.
 
 Memory: at most ``read_budget`` bytes of source chunks are read at once (the block is halved
 along time until its reads fit, down to one step), so the working set is bounded by the block
 plus ``max(read_budget, one step's source chunks)``, whatever the length of the time axis.
 
-Anything that does not fit this pattern (a source that is not dask-backed, a task with other
-arguments, a dask without these internals) is computed the ordinary way: ``.load()``.
+Anything that does not fit this pattern (a source that is not dask-backed, fewer than
+``MIN_CHUNKS`` time chunks per block, a task with other arguments, a dask without these
+internals) is computed the ordinary way: one ``.load()`` of the block.
 
-:func:`read_ahead` runs a reader in one background thread, one block ahead of the consumer,
-so reading block i + 1 overlaps checking, compressing and writing block i.
+:func:`pipelined` runs the build's loop: the next block is read in a background thread
+(:func:`read_ahead`) while the current one is checked in the caller's thread and compressed
+and written by two writer threads (zstd and crc32c release the GIL), whole shards each.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import itertools
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -42,6 +44,7 @@ import xarray as xr
 from stratocast.shards.layout import ShardError
 
 READ_BUDGET = 256 << 20  # bytes of source chunks read in one batched call
+MIN_CHUNKS = 8  # time chunks per block and channel from which reads are batched
 _DIMS = ("time", "lat", "lon")
 _INTS = frozenset({int, np.int64, np.int32, np.intp})  # chunk bounds in a dask graph
 
@@ -75,16 +78,14 @@ def _fill(
     """Fill ``block`` (steps ``lo..hi-1``) from ``truth``, halving the span while its source
     reads exceed ``budget``."""
     part = truth[channels].isel(time=slice(lo, hi))
-    fields = [part[c].transpose(*_DIMS) for c in channels]
-    # ``.data`` of a variable that is not dask-backed would load it: ask ``chunks`` first.
-    lazy = all(f.chunks is not None for f in fields)
-    plan = _batched_plan([f.data for f in fields]) if lazy else None
+    fields = [_ordered(part[c]) for c in channels]
+    plan = _batched_plan([f.data for f in fields]) if _worth_batching(fields) else None
     if plan is None:
         # The ordinary path: one load for all channels (a lazy source then fetches shared
         # chunks once, as dask merges the channels' graphs).
         loaded = part.load()
         for k, c in enumerate(channels):
-            _put(block, k, loaded[c].transpose(*_DIMS).values, c)
+            _put(block, k, _ordered(loaded[c]).values, c)
         return
     if plan.nbytes > budget and hi - lo > 1:
         mid = lo + (hi - lo) // 2
@@ -93,6 +94,18 @@ def _fill(
         return
     for k, values in enumerate(plan.run()):
         _put(block, k, values, channels[k])
+
+
+def _ordered(da: xr.DataArray) -> xr.DataArray:
+    return da if da.dims == _DIMS else da.transpose(*_DIMS)
+
+
+def _worth_batching(fields: Sequence[xr.DataArray]) -> bool:
+    """Batching pays where a block spans many source chunks along time (ARCO-ERA5: one per
+    step); a source of daily files gives a handful per block, already few calls, and taking
+    the graph apart would cost more than it saves. ``.data`` of a variable that is not
+    dask-backed would load it, so ``chunks`` is asked first."""
+    return all(f.chunks is not None and len(f.chunks[0]) >= MIN_CHUNKS for f in fields)
 
 
 def _put(block: np.ndarray, k: int, values: np.ndarray, channel: str) -> None:
@@ -224,16 +237,23 @@ def _batched_plan(arrays: Sequence[Any]) -> _Plan | None:
         from dask._task_spec import DataNode, GraphNode, Task, TaskRef
         from dask.array.core import getter
         from dask.core import flatten
+        from dask.highlevelgraph import HighLevelGraph
         from dask.optimization import cull
+        from dask.utils import ensure_dict
     except ImportError:  # a dask without the task-spec internals: the ordinary path
         return None
     if not arrays or not all(isinstance(a, da.Array) for a in arrays):
         return None
     keys = [a.__dask_keys__() for a in arrays]
-    graph: dict[Any, Any] = {}
-    for a in arrays:
-        graph.update(dict(a.__dask_graph__()))
-    dsk, _ = cull(graph, list(flatten(keys)))
+    dsk: dict[Any, Any] = {}
+    for a, k in zip(arrays, keys, strict=True):
+        # The lazy target's graph spans the whole time axis: cull it layer by layer to this
+        # block before materialising it, so the cost is the block's, not the axis's.
+        g = a.__dask_graph__()
+        if isinstance(g, HighLevelGraph):
+            g = g.cull(set(flatten(k)))
+        dsk.update(ensure_dict(g))
+    dsk, _ = cull(dsk, list(flatten(keys)))
     groups: dict[tuple[Any, tuple[tuple[int, int], ...]], _Group] = {}
     for key, task in dsk.items():
         if not (isinstance(task, Task) and task.func is getter and not task.kwargs):
@@ -280,9 +300,12 @@ def pipelined(
     checksum record); the first error of any stage is raised once the writes already started
     have finished, so no shard is left half-written by this process."""
     in_flight: collections.deque[Future[object]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="shards-write") as pool:
+    # closing: on an error the reader thread stops now, not when the traceback is freed
+    blocks = contextlib.closing(read_ahead(read, items))
+    pool = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="shards-write")
+    with pool, blocks as ahead:
         try:
-            for item, value in read_ahead(read, items):
+            for item, value in ahead:
                 check(item, value)
                 in_flight.append(pool.submit(write, item, value))
                 while len(in_flight) >= max(1, writers):
@@ -300,7 +323,7 @@ def pipelined(
 _DONE = object()
 
 
-def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Generator[tuple[T, R], None, None]:
     """``(item, read(item))`` in order, ``read`` running one item ahead in a thread.
 
     At most two results exist at a time besides the one the consumer holds (one waiting in
