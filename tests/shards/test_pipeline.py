@@ -15,7 +15,13 @@ import zarr
 from stratocast.shards import pipeline
 from stratocast.shards.build import ShardsConfig, build
 from stratocast.shards.layout import GRID, OBS
-from stratocast.shards.target import RegionConfig, TargetConfig, TargetError, open_target
+from stratocast.shards.target import (
+    GridConfig,
+    RegionConfig,
+    TargetConfig,
+    TargetError,
+    open_target,
+)
 from stratocast.testing.era5_layouts import write_arco_era5
 
 CHANNELS = ["t2m", "u10", "v10", "msl", "z500", "t850"]
@@ -54,6 +60,21 @@ def test_batched_reads_equal_a_plain_load_bit_for_bit(arco_target: xr.Dataset) -
     got = pipeline.read_block(arco_target, CHANNELS, 5, 37)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, _loaded(arco_target, 5, 37))
+
+
+def test_batched_reads_under_a_regrid_equal_a_plain_load(
+    tmp_path: Path, tiny_truth: xr.Dataset
+) -> None:
+    store = write_arco_era5(tiny_truth.drop_vars("orography"), tmp_path / "arco.zarr")
+    cfg = TargetConfig(
+        source=str(store),
+        region=RegionConfig(**REGION),
+        grid=GridConfig(resolution_deg=7.5, method="conservative"),
+    )
+    target = open_target(cfg, CHANNELS, world_truth=_no_world, cache_dir=tmp_path / "cache")
+    assert pipeline._batched_plan([target[c].isel(time=slice(0, 24)).data for c in CHANNELS])
+    got = pipeline.read_block(target, CHANNELS, 0, 24)
+    np.testing.assert_array_equal(got, _loaded(target, 0, 24))
 
 
 def test_read_budget_splits_the_block_and_keeps_the_values(arco_target: xr.Dataset) -> None:

@@ -128,11 +128,10 @@ class _Plan:
         return sum(g.nbytes for g in self.groups)
 
     def run(self) -> list[np.ndarray]:
-        from dask._task_spec import DataNode, GraphNode
+        from dask._task_spec import DataNode
         from dask.array.core import concatenate3, getter
 
-        # Raw values in a graph (the backend arrays themselves) are constants to task specs.
-        dsk = {k: v if isinstance(v, GraphNode) else DataNode(k, v) for k, v in self.dsk.items()}
+        dsk = dict(self.dsk)
         for g in self.groups:
             union = getter(g.source, g.union)
             for key, rel in g.parts:
@@ -234,7 +233,7 @@ def _plain_slices(index: Any) -> tuple[slice, ...] | None:
 def _batched_plan(arrays: Sequence[Any]) -> _Plan | None:
     try:
         import dask.array as da
-        from dask._task_spec import DataNode, GraphNode, Task, TaskRef
+        from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
         from dask.array.core import getter
         from dask.core import flatten
         from dask.highlevelgraph import HighLevelGraph
@@ -254,6 +253,9 @@ def _batched_plan(arrays: Sequence[Any]) -> _Plan | None:
             g = g.cull(set(flatten(k)))
         dsk.update(ensure_dict(g))
     dsk, _ = cull(dsk, list(flatten(keys)))
+    # Layers may still hold legacy tuple tasks and raw values (the backend arrays): as task
+    # specs, as dask's own schedulers see them.
+    dsk = convert_legacy_graph(dsk)
     groups: dict[tuple[Any, tuple[tuple[int, int], ...]], _Group] = {}
     for key, task in dsk.items():
         if not (isinstance(task, Task) and task.func is getter and not task.kwargs):
