@@ -43,9 +43,10 @@ def arco_target(tmp_path_factory: pytest.TempPathFactory, tiny_truth: xr.Dataset
     return open_target(cfg, CHANNELS, world_truth=_no_world, cache_dir=root / "cache")
 
 
-def _loaded(truth: xr.Dataset, lo: int, hi: int) -> np.ndarray:
-    fields = truth[CHANNELS].isel(time=slice(lo, hi)).load()
-    return np.stack([fields[c].values.astype(np.float32) for c in CHANNELS], axis=1)
+def _loaded(truth: xr.Dataset, lo: int, hi: int, channels: list[str] = CHANNELS) -> np.ndarray:
+    """What the build's load_part did before shards.pipeline: one plain load per block."""
+    fields = truth[channels].isel(time=slice(lo, hi)).load()
+    return np.stack([fields[c].values.astype(np.float32) for c in channels], axis=1)
 
 
 def test_batched_reads_equal_a_plain_load_bit_for_bit(arco_target: xr.Dataset) -> None:
@@ -195,3 +196,22 @@ def test_pipelined_stops_reader_and_writers_at_once_on_a_failed_check() -> None:
     # while the traceback (which holds the loop's frame) is still alive
     assert info.traceback and threading.active_count() == before
     assert sorted(written) == [0, 1]
+
+
+def test_spatially_chunked_source_batches_each_tile_along_time(
+    tmp_path: Path, tiny_truth: xr.Dataset
+) -> None:
+    # a Zarr store tiled 2 × 2 in space, one step per chunk, with lat descending
+    surface = ["t2m", "u10", "v10", "msl"]  # the names a plain store can give
+    src = tiny_truth[surface].isel(lat=slice(None, None, -1))
+    enc = {c: {"chunks": (1, 8, 16)} for c in surface}
+    src.to_zarr(tmp_path / "tiled.zarr", mode="w", zarr_format=2, encoding=enc)
+    cfg = TargetConfig(source=str(tmp_path / "tiled.zarr"))
+    target = open_target(cfg, surface, world_truth=_no_world, cache_dir=tmp_path / "cache")
+    plan = pipeline._batched_plan([target[c].isel(time=slice(8, 40)).data for c in surface])
+    assert plan is not None
+    assert len(plan.groups) == 4 * len(surface)
+    assert all(len(g.reads) == 32 for g in plan.groups)
+    got = pipeline.read_block(target, surface, 8, 40)
+    np.testing.assert_array_equal(got, _loaded(target, 8, 40, surface))
+    np.testing.assert_array_equal(got[:, 0], tiny_truth["t2m"].values[8:40])
