@@ -194,6 +194,8 @@ def load_part(
     n_parts: int = 1,
     progress: bool = True,
 ) -> range:
+    import threading
+
     from stratocast.shards.pipeline import pipelined, read_block
 
     manifest = load_manifest(out)
@@ -217,11 +219,14 @@ def load_part(
     def check(span: tuple[int, int], block: np.ndarray) -> None:
         _check_complete(block, channels, manifest, span[0])
 
+    counted = threading.Lock()  # the bar is advanced from the writer threads
+
     def write(span: tuple[int, int], block: np.ndarray) -> None:
         lo, hi = span
         write_block(out, GRID, lo, block)
         write_block(out, OBS, lo, _obs_windows(obs, manifest, range(lo, hi)))
-        bar.update(1)
+        with counted:
+            bar.update(1)
 
     # Block i + 1 is read while block i is compressed and written, two shards at a time.
     # Each shard is still written whole and atomically by write_block, with its own checksum
