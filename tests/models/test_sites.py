@@ -13,6 +13,7 @@ import xarray as xr
 
 from stratocast.infer.config import ForecastConfig
 from stratocast.infer.forecast import run_forecast
+from stratocast.models.obs2grid import sites as sites_module
 from stratocast.models.obs2grid.sites import EARTH_RADIUS_KM, SetToGrid, site_pairs
 from stratocast.shards.build import ShardsConfig, build
 from stratocast.shards.layout import ShardError
@@ -58,6 +59,27 @@ def test_sparse_encoder_equals_dense_reference() -> None:
     want = np.concatenate([np.stack(feats, 1), np.stack(dens, 1)], axis=1)  # (B, 2K, V, G)
     want = want.reshape(2, -1, glat.size, glon.size)
     np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_and_sparse_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small problems take one dense product, large ones the sparse pairs: same features,
+    same width gradients (finite: no 0 · inf from cells beyond the cutoff)."""
+    rng = np.random.default_rng(4)
+    glat, glon = np.linspace(-80, 80, 13), np.arange(0, 360, 15.0)
+    pairs = site_pairs(glat, glon, rng.uniform(-80, 80, 30), rng.uniform(0, 360, 30), 3000.0)
+    obs = torch.randn(2, 30, 2)
+    mask = (torch.rand(2, 30, 2) > 0.4).float()
+    got = {}
+    for name, limit in (("dense", 10**9), ("sparse", 0)):
+        monkeypatch.setattr(sites_module, "DENSE_MAX", limit)
+        assert pairs.dense == (name == "dense")
+        enc = SetToGrid((13, 24), (300.0, 700.0), 1000.0)
+        out = enc(obs, mask, pairs)
+        out.square().sum().backward()
+        assert enc.raw_width.grad is not None and torch.isfinite(enc.raw_width.grad).all()
+        got[name] = (out.detach(), enc.raw_width.grad.clone())
+    torch.testing.assert_close(got["sparse"][0], got["dense"][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got["sparse"][1], got["dense"][1], rtol=1e-3, atol=1e-5)
 
 
 def test_length_scales_learn_and_stay_below_the_cap() -> None:
