@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,8 +176,12 @@ class SetToGrid(nn.Module):
         widths = self.widths_km()
         data = torch.cat([obs * mask, mask], dim=2)  # (B, S, 2V): values and counts together
         if pairs.dense:
-            w = self._dense_weights(pairs, widths, g).to(obs.dtype)  # (K, G, S)
-            summed = torch.einsum("kgs,bsx->bkxg", w, data)  # (B, K, 2V, G)
+            assert pairs.dist_dense is not None
+            # fp32 whatever the autocast: three small products, where bf16 buys nothing on a
+            # CPU and would round the weights of distant sites to zero
+            with torch.autocast(obs.device.type, enabled=False):
+                summed = _KernelSum.apply(pairs.dist_dense, widths.float(), data.float())
+            summed = summed.to(obs.dtype)
         else:
             summed = self._sparse_sum(pairs, widths, data, g)
         num, den = summed[:, :, :v], summed[:, :, v:]
@@ -184,10 +189,6 @@ class SetToGrid(nn.Module):
         density = torch.log1p(den)
         feats = torch.cat([mean, density], dim=1)  # (B, 2K, V, G)
         return feats.reshape(b, 2 * k * v, *self.shape)
-
-    def _dense_weights(self, pairs: SitePairs, widths: torch.Tensor, g: int) -> torch.Tensor:
-        assert pairs.dist_dense is not None
-        return torch.exp(-0.5 * (pairs.dist_dense[None] / widths[:, None, None]) ** 2)
 
     def _sparse_sum(
         self, pairs: SitePairs, widths: torch.Tensor, data: torch.Tensor, g: int
@@ -202,3 +203,39 @@ class SetToGrid(nn.Module):
             out.append(torch.sparse.mm(mat, flat))  # (G, B·2V)
         stacked = torch.stack(out)  # (K, G, B·2V)
         return stacked.reshape(-1, g, b, x).permute(2, 0, 3, 1).to(data.dtype)
+
+
+class _KernelSum(torch.autograd.Function):
+    """``einsum('kgs,bsx->bkxg', exp(-D²/2w_k²), data)`` as plain matrix products, with a
+    hand-written backward.
+
+    Autograd through the (K, G, S) weight tensor costs five elementwise passes over it; here
+    the width gradient is one reduction, ``dL/dw_k = Σ_gs (dL/dW ⊙ W ⊙ D²)_kgs / w_k³``, and
+    the data gradient (observations are data: usually not needed) only when asked for."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, dist: torch.Tensor, widths: torch.Tensor, data: torch.Tensor
+    ) -> torch.Tensor:
+        k, (g, s), (b, _, x) = widths.shape[0], dist.shape, data.shape
+        w = torch.exp(-0.5 * (dist[None] / widths[:, None, None]) ** 2).reshape(k * g, s)
+        flat = data.permute(1, 0, 2).reshape(s, b * x)
+        ctx.save_for_backward(dist, widths, flat, w)
+        ctx.dims = (k, g, s, b, x)
+        return (w @ flat).reshape(k, g, b, x).permute(2, 0, 3, 1)  # (B, K, X, G)
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[None, torch.Tensor | None, torch.Tensor | None]:
+        dist, widths, flat, w = ctx.saved_tensors
+        k, g, s, b, x = ctx.dims
+        grad_flat = grad.permute(1, 3, 0, 2).reshape(k * g, b * x)
+        grad_widths = grad_data = None
+        if ctx.needs_input_grad[1]:
+            grad_w = grad_flat @ flat.t()  # (K·G, S): dL/dW
+            weighted = (grad_w * w).reshape(k, g, s) * dist[None].square()
+            grad_widths = weighted.sum(dim=(1, 2)) / widths.pow(3)
+        if ctx.needs_input_grad[2]:
+            grad_data = (w.t() @ grad_flat).reshape(s, b, x).permute(1, 0, 2)
+        return None, grad_widths, grad_data
