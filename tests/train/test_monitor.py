@@ -87,6 +87,9 @@ def test_flatten_expands_lists_one_based() -> None:
 
 
 def test_device_stats_on_cpu_reports_host_only() -> None:
+    # The CPU figure is "since the previous call": start the interval here, or it spans
+    # whatever this pytest process did (or waited for) since an earlier test called it.
+    device_stats()
     x = 0.0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 0.2:  # busy: this process should show ~100 % of a core
