@@ -195,7 +195,9 @@ def test_pipelined_stops_reader_and_writers_at_once_on_a_failed_check() -> None:
         pipeline.pipelined(list(range(50)), lambda i: i, check, lambda i, v: written.append(i))
     # while the traceback (which holds the loop's frame) is still alive
     assert info.traceback and threading.active_count() == before
-    assert sorted(written) == [0, 1]
+    # blocks after the failed one are never written; the ones before may still be in flight
+    # when it fails (a restarted build rewrites any shard left absent): timing, not a contract
+    assert set(written) <= {0, 1} and len(written) == len(set(written))
 
 
 def test_spatially_chunked_source_batches_each_tile_along_time(
