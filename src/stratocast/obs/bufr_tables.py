@@ -22,6 +22,8 @@ Associated fields (204YYY, shown as 999999) and anything else not understood rai
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 import eccodes
@@ -62,9 +64,63 @@ class Expanded:
 
 _CACHE: dict[tuple[TablesKey, int], tuple[Expanded, ...]] = {}
 
+# ecCodes 2.50 keeps ~42 MB for every new handle whose selection names local tables it does
+# not have (DWD's centre 78 with local version 0; any damaged version byte): measured, the 30
+# probes of the first DWD message grew the process by 1.25 GB. A selection whose local tables
+# exist costs one table load (~45 MB) and nothing after it. (A reused or cloned handle does
+# not help: the first reports stale widths for a new descriptor, the second grows the same.)
+# So: local version 0 or 255 means no local tables (WMO Manual on Codes) and is probed under
+# the BUFR4 sample's own centre 98, which does not grow; any other selection keeps its full
+# key (local tables may redefine WMO entries: ECMWF's local version 1 does) until its second
+# probe shows the growth of missing tables, after which it is probed as master-only too (what
+# ecCodes itself decodes then; the first-message cross-check in bufr_decode guards that); and
+# a process takes at most _MAX_SELECTIONS distinct selections (a file of damaged keys then
+# goes to ecCodes' own unpack, which does not grow).
+_MAX_SELECTIONS = 16
+_GROWTH_BYTES = 16 << 20  # a missing-tables probe grows by ~42 MB; a cached one by 0
+_MASTER_ONLY = (0, 98, 0)  # local version, centre, sub-centre of the BUFR4 sample
+_PROBES: dict[TablesKey, int] = {}  # probes so far per selection
+_NO_LOCAL: set[TablesKey] = set()  # selections seen to have no local tables in ecCodes
+_LOCK = threading.Lock()
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _selection(tables: TablesKey) -> TablesKey:
+    if tables[2] in (0, 255) or tables in _NO_LOCAL:
+        return (tables[0], tables[1], *_MASTER_ONLY)
+    return tables
+
+
+def _resident() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # no procfs: no detection (the selection bound still holds)
+        return 0
+
 
 def _probe(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
-    master_table, mver, lver, centre, sub = tables
+    with _LOCK:
+        sel = _selection(tables)
+        n = _PROBES.get(sel)
+        if n is None and len(_PROBES) >= _MAX_SELECTIONS:
+            raise UnsupportedBufr(
+                f"more than {_MAX_SELECTIONS} BUFR table selections in this process "
+                f"(master version {sel[1]}, local version {sel[2]}, centre {sel[3]}, "
+                f"sub-centre {sel[4]}): left to ecCodes"
+            )
+        _PROBES[sel] = (n or 0) + 1
+        if n != 1 or sel[2:] == _MASTER_ONLY:
+            return _probe_with(sel, descriptor)
+        before = _resident()
+        found = _probe_with(sel, descriptor)
+        if before and _resident() - before > _GROWTH_BYTES:
+            _NO_LOCAL.add(sel)
+        return found
+
+
+def _probe_with(sel: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
+    master_table, mver, lver, centre, sub = sel
     h = eccodes.codes_bufr_new_from_samples("BUFR4")
     try:
         for key, value in (
@@ -106,10 +162,11 @@ def _probe(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
 
 def expand_one(tables: TablesKey, descriptor: int) -> tuple[Expanded, ...]:
     """ecCodes' expansion of one Table B or D descriptor (cached per tables)."""
-    found = _CACHE.get((tables, descriptor))
+    key = (_selection(tables), descriptor)
+    found = _CACHE.get(key)
     if found is None:
         found = _probe(tables, descriptor)
-        _CACHE[(tables, descriptor)] = found
+        _CACHE[key] = found
     return found
 
 
