@@ -302,14 +302,19 @@ def test_demo_grid_takes_the_unchanged_path(tiny_shards: tuple[Path, object]) ->
 
 def test_checkpoint_keeps_the_periodicity_override(tmp_path: Path) -> None:
     """A global-looking grid declared regional reloads as regional, same outputs."""
-    from stratocast.train.checkpoint import load_checkpoint, save_checkpoint
+    from stratocast.models.checkpoint import load_checkpoint, save_checkpoint
 
     g = make_geometry(global_32x64().lat, global_32x64().lon, periodic_lon=False)
     model = build(obs2grid(SMALL), g)
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, "obs2grid", SMALL, g, {})
+    n_c, n_v = len(g.channels), len(g.obs_variables)
+    stats = {"mean": [0.0] * n_c, "std": [1.0] * n_c, "diff_std": [1.0] * n_c}
+    obs_stats = {"mean": [0.0] * n_v, "std": [1.0] * n_v, "diff_std": [1.0] * n_v}
+    meta = {"grid_stats": stats, "obs_stats": obs_stats, "time_step_hours": 6, "history": 2}
+    save_checkpoint(path, model, "obs2grid", SMALL, g, meta)
     loaded: Any
-    loaded, g2, _ = load_checkpoint(path)
+    loaded, card = load_checkpoint(path)
+    g2 = card.geometry
     assert g2.periodic_lon is False and not g2.lon_periodic
     x = state(g)
     _, _, clock = inputs(g)

@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from stratocast.loader.sampler import WindowSampler
+from stratocast.models.checkpoint import load_checkpoint
 from stratocast.shards.layout import Manifest
-from stratocast.train.checkpoint import load_checkpoint
 from stratocast.train.dcp_checkpoint import (
     COMPLETE,
     ResumeError,
@@ -120,10 +120,12 @@ def test_a_changed_config_refuses_to_resume_until_fresh(
 
 
 def test_safetensors_export_describes_itself_and_equals_model_pt(run: Path) -> None:
-    pt_model, pt_geo, _ = load_checkpoint(run / "model.pt")
-    st_model, st_geo, st_meta = load_checkpoint(run / "model.safetensors")
-    assert st_meta["model_name"] == "obs2grid" and st_meta["model_options"]["hidden"] == 8
-    assert st_meta["history"] == 2 and "grid_stats" in st_meta and "val_rmse" in st_meta
+    pt_model, pt_card = load_checkpoint(run / "model.pt")
+    st_model, st_card = load_checkpoint(run / "model.safetensors")
+    pt_geo, st_geo = pt_card.geometry, st_card.geometry
+    assert st_card.model_name == "obs2grid" and st_card.model_options["hidden"] == 8
+    assert st_card.history == 2 and st_card.val_rmse is not None
+    assert st_card.grid_stats == pt_card.grid_stats and st_card.obs_stats == pt_card.obs_stats
     assert st_geo.channels == pt_geo.channels
     assert st_geo.station_lat.size == pt_geo.station_lat.size == 0  # sites are run-time input
     for (k1, a), (k2, b) in zip(

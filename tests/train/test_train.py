@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import xarray as xr
 
 from stratocast.infer.forecast import ForecastConfig, run_forecast
 from stratocast.loader.dataset import ShardStore, WindowSpec
+from stratocast.models.checkpoint import CheckpointError, load_checkpoint
+from stratocast.models.rollout import cycle_and_rollout
 from stratocast.shards.layout import Manifest
-from stratocast.train.checkpoint import CheckpointError, load_checkpoint
-from stratocast.train.cycle import cycle_and_rollout
 from stratocast.train.trainer import ModelConfig, TrainConfig, train
 
 SMALL = ModelConfig(hidden=8, blocks=1, kernel_widths_km=[800.0])
@@ -81,15 +82,18 @@ def test_streaming_loader_trains_bitwise_like_the_in_memory_one(
 def test_checkpoint_describes_itself_and_reproduces_the_model(
     trained: Path, tiny_shards: tuple[Path, Manifest]
 ) -> None:
-    model, geometry, meta = load_checkpoint(trained / "model.pt")
-    assert meta["model_name"] == "obs2grid"
+    model, card = load_checkpoint(trained / "model.pt")
+    geometry = card.geometry
+    assert card.model_name == "obs2grid"
     assert geometry.channels == tuple(tiny_shards[1].channels)
-    assert meta["train_config"]["steps"] == 30
+    assert card.train_config is not None and card.train_config["steps"] == 30
+    assert card.grid_stats == tiny_shards[1].grid_stats  # the statistics it was trained with
     store = ShardStore(tiny_shards[0])
     # the checkpoint holds no station list: the sites come with the observations
     m = tiny_shards[1]
     assert geometry.station_lat.size == 0
-    assert not {"station_lat", "station_lon", "station_elevation"} & set(meta["geometry"])
+    saved = json.loads((trained / "model.json").read_text())["geometry"]
+    assert not {"station_lat", "station_lon", "station_elevation"} & set(saved)
     model.set_observation_sites(  # type: ignore[operator]
         np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
     )
@@ -131,6 +135,26 @@ def test_forecast_product_contract(
     assert "orography" in ds
 
 
+def test_forecast_normalises_with_the_checkpoints_statistics(
+    trained: Path, tiny_shards: tuple[Path, Manifest], tmp_path: Path
+) -> None:
+    """Shards rebuilt with other statistics (another stats period, say) forecast the same: the
+    model's own statistics normalise its inputs and denormalise its output."""
+    other = tmp_path / "rebuilt"
+    shutil.copytree(tiny_shards[0], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    for stats in (manifest["grid_stats"], manifest["obs_stats"]):
+        stats["mean"] = [m + 3.0 for m in stats["mean"]]
+        stats["std"] = [s * 2.0 for s in stats["std"]]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    cfg = ForecastConfig(start="2000-01-16T00", end="2000-01-17T12", horizon_hours=12)
+    a = run_forecast(cfg, trained / "model.pt", tiny_shards[0], tmp_path / "a.zarr", False)
+    b = run_forecast(cfg, trained / "model.pt", other, tmp_path / "b.zarr", False)
+    da, db = xr.open_zarr(a, consolidated=False), xr.open_zarr(b, consolidated=False)
+    for c in tiny_shards[1].channels:
+        np.testing.assert_array_equal(da[c].values, db[c].values)
+
+
 def test_wrong_config_keys_are_named() -> None:
     with pytest.raises(ValueError, match="stepz"):
         TrainConfig.model_validate({"stepz": 3})
@@ -146,5 +170,5 @@ def test_bf16_autocast_keeps_fp32_master_weights_and_tracks_fp32(
     fp32 = _losses(trained)[: len(bf16)]
     # bf16 has an 8-bit mantissa: per-step losses agree to a few percent, not bitwise
     np.testing.assert_allclose(bf16, fp32, rtol=0.05)
-    model, _, _ = load_checkpoint(tmp_path / "bf16" / "model.pt")
+    model, _ = load_checkpoint(tmp_path / "bf16" / "model.pt")
     assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -17,10 +17,10 @@ from stratocast.errors import StratocastError
 from stratocast.infer.config import ForecastConfig as ForecastConfig
 from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.loader.dataset import ShardStore, clock_features
-from stratocast.models.base import ForecastModel, Geometry
+from stratocast.models.base import ForecastModel
+from stratocast.models.checkpoint import ModelCard, load_checkpoint
+from stratocast.models.rollout import cycle_and_rollout
 from stratocast.shards.layout import Manifest, ShardError
-from stratocast.train.checkpoint import load_checkpoint
-from stratocast.train.cycle import cycle_and_rollout
 from stratocast.vocab.variables import get as get_variable
 
 
@@ -28,9 +28,16 @@ class ForecastError(StratocastError, ValueError):
     """A forecast request the shards and checkpoint cannot serve (the message says why)."""
 
 
-def _check_compatible(checkpoint: Path, g: Geometry, shards: Path, m: Manifest) -> None:
-    """The model's channels, observed variables and grid against the shards' (the stations
-    may differ: they are run-time input)."""
+def _check_compatible(card: ModelCard, shards: Path, m: Manifest) -> None:
+    """The model's channels, observed variables, grid and time step against the shards' (the
+    stations may differ: they are run-time input; the statistics may too: the model's own
+    are used)."""
+    checkpoint, g = card.path, card.geometry
+    if m.time_step_hours != card.time_step_hours:
+        raise ShardError(
+            f"{checkpoint} was trained with {card.time_step_hours} h steps, shards at "
+            f"{shards} have {m.time_step_hours} h steps"
+        )
     for what, ours, theirs in (
         ("channels", list(g.channels), list(m.channels)),
         ("observed variables", list(g.obs_variables), list(m.obs_variables)),
@@ -52,20 +59,15 @@ def _check_compatible(checkpoint: Path, g: Geometry, shards: Path, m: Manifest) 
 def run_forecast(
     cfg: ForecastConfig, checkpoint: Path, shards: Path, out: Path, progress: bool = True
 ) -> Path:
-    model_module, _geometry, meta = load_checkpoint(checkpoint)
+    model_module, card = load_checkpoint(checkpoint)
     model: ForecastModel = model_module  # type: ignore[assignment]
-    store = ShardStore(shards)
+    store = ShardStore(shards, stats=(card.grid_stats, card.obs_stats))
     m = store.manifest
-    _check_compatible(checkpoint, _geometry, shards, m)
+    _check_compatible(card, shards, m)
     model.set_observation_sites(
         np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
     )
-    step_h = m.time_step_hours
-    if step_h != meta["time_step_hours"]:
-        raise ShardError(
-            f"{checkpoint} was trained with {meta['time_step_hours']} h steps, shards at "
-            f"{shards} have {step_h} h steps"
-        )
+    step_h = card.time_step_hours
     if cfg.horizon_hours % step_h:
         raise ForecastError(
             f"horizon {cfg.horizon_hours} h is not a multiple of the {step_h} h step"
@@ -82,7 +84,7 @@ def run_forecast(
     # Each forecast cycles over the same number of windows the model was trained with
     # (`history`): analyses from a cold start, then from the model's own background. Longer
     # free-running cycles drift unless the model was trained on them.
-    history = int(meta["history"])
+    history = card.history
     if first - (history - 1) < 0:
         raise ShardError(f"first init {cfg.start} needs {history - 1} earlier observation windows")
     n_c, n_y, n_x = len(m.channels), len(m.lat), len(m.lon)
@@ -124,9 +126,9 @@ def run_forecast(
         },
         attrs={
             "title": "stratocast deterministic forecast",
-            "model": str(meta["model_name"]),
+            "model": card.model_name,
             "checkpoint": str(checkpoint),
-            "stratocast_version": str(meta["stratocast_version"]),
+            "stratocast_version": card.stratocast_version,
         },
     )
     ds["orography"] = (("lat", "lon"), np.asarray(m.orography, dtype=np.float32), {"units": "m"})

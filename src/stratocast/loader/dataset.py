@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stratocast.shards.layout import GRID, OBS, Manifest, ShardError, load_manifest
+from stratocast.shards.layout import GRID, OBS, ChannelStats, Manifest, ShardError, load_manifest
 from stratocast.shards.reader import ShardArrayReader
 
 
@@ -45,14 +45,16 @@ class WindowSpec:
 
 
 class ShardStore:
-    """The shards in host memory, normalised."""
+    """The shards in host memory, normalised: by the shards' own statistics (training), or
+    by a trained model's (``stats`` = its grid and observation statistics: forecasting from
+    shards built since, whose statistics may differ)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stats: tuple[ChannelStats, ChannelStats] | None = None) -> None:
         self.root = root
         self.manifest: Manifest = load_manifest(root)
         if not self.manifest.complete:
             raise ShardError(f"shards at {root} are incomplete: run the build's finalise step")
-        gs, os_ = self.manifest.grid_stats, self.manifest.obs_stats
+        gs, os_ = stats or (self.manifest.grid_stats, self.manifest.obs_stats)
         self.grid_mean = np.asarray(gs.mean, np.float32)[:, None, None]
         self.grid_std = np.asarray(gs.std, np.float32)[:, None, None]
         self.obs_mean = np.asarray(os_.mean, np.float32)

@@ -20,8 +20,8 @@ import torch.distributed as dist
 from torch import nn
 
 from stratocast.errors import StratocastError
+from stratocast.models.rollout import Rollout
 from stratocast.train.config import ParallelConfig as ParallelConfig
-from stratocast.train.cycle import Rollout
 
 
 class ParallelError(StratocastError, RuntimeError):

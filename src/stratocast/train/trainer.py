@@ -35,12 +35,12 @@ from stratocast.loader.pipeline import FieldSpec, PipelineLoader
 from stratocast.loader.prefetch import PrefetchLoader
 from stratocast.loader.sampler import WindowSampler
 from stratocast.models.base import Geometry, build_model
+from stratocast.models.checkpoint import export_safetensors, save_checkpoint
+from stratocast.models.rollout import cycle_and_rollout
 from stratocast.shards.layout import GRID, OBS
 from stratocast.shards.reader import ShardArrayReader
-from stratocast.train.checkpoint import export_safetensors, save_checkpoint
 from stratocast.train.config import ModelConfig as ModelConfig
 from stratocast.train.config import TrainConfig as TrainConfig
-from stratocast.train.cycle import cycle_and_rollout, latitude_weights, weighted_mse
 from stratocast.train.dcp_checkpoint import (
     Checkpointer,
     ResumeError,
@@ -55,6 +55,7 @@ from stratocast.train.guard import (
     describe_nonfinite,
     obs_coverage,
 )
+from stratocast.train.loss import latitude_weights, weighted_mse
 from stratocast.train.monitor import Monitor, StepTimer, device_stats
 from stratocast.train.parallel import (
     CommTimer,

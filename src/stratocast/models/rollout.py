@@ -1,5 +1,8 @@
 """Cycling and rollout, written once for every model that meets the ForecastModel contract.
 
+Training and forecasting both run them; they live beside the models so that ``infer/`` needs
+nothing from ``train/``.
+
 A sample holds ``history`` observation windows and the target states from the first window
 to ``rollout`` steps past the last. The first window is analysed from the climatology; each
 later one from the model's own forecast of the previous analysis (as in operational cycling);
@@ -51,15 +54,3 @@ class Rollout(nn.Module):
     ) -> torch.Tensor:
         fm: ForecastModel = self.model  # type: ignore[assignment]
         return cycle_and_rollout(fm, obs, obs_mask, clock, rollout)
-
-
-def latitude_weights(lat_deg: torch.Tensor) -> torch.Tensor:
-    """Area weights normalised to mean 1, as in WeatherBench's latitude-weighted RMSE."""
-    w = torch.cos(torch.deg2rad(lat_deg)).clamp_min(0.0)
-    return w / w.mean()
-
-
-def weighted_mse(pred: torch.Tensor, target: torch.Tensor, lat_w: torch.Tensor) -> torch.Tensor:
-    """Per time step (B, T, C, H, W) → (T,) latitude-weighted MSE averaged over the rest."""
-    err = (pred - target) ** 2 * lat_w[None, None, None, :, None]
-    return err.mean(dim=(0, 2, 3, 4))

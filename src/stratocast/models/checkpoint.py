@@ -1,11 +1,13 @@
 """Self-describing inference weights: weights + model config + geometry + statistics + version.
 
 Everything needed to run the model is inside, so a forecast never depends on a config file
-that may have changed since training. Two forms with the same content: ``model.pt`` (one
-torch file) and ``model.safetensors`` (weights only, loadable without pickle) with
-``model.json`` beside it (everything else). Both are written to temporary files and renamed,
-so a crash while saving never damages the previous export. (The resumable training state is
-a different thing: see dcp_checkpoint.py.)
+that may have changed since training, nor on shards rebuilt since: it normalises and
+denormalises with the statistics in :class:`ModelCard` and checks the shards against it.
+Two forms with the same content: ``model.pt`` (one torch file) and ``model.safetensors``
+(weights only, loadable without pickle) with ``model.json`` beside it (everything else).
+Both are written to temporary files and renamed, so a crash while saving never damages the
+previous export. (The resumable training state is a different thing: see
+stratocast.train.dcp_checkpoint.)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import json
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import stratocast
 from stratocast.config import quote
 from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, build_model
+from stratocast.shards.layout import ChannelStats
 
 # 2: the observing sites are run-time input, not part of the model (no station list saved)
 FORMAT = "stratocast-checkpoint/2"
@@ -32,6 +36,45 @@ _SITE_FIELDS = ("station_lat", "station_lon", "station_elevation")
 
 class CheckpointError(StratocastError, RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a checkpoint says of itself, typed: read once, then trusted by every caller."""
+
+    path: Path
+    model_name: str
+    model_options: dict[str, Any]
+    geometry: Geometry  # grid, channels, observed variables (no sites: run-time input)
+    grid_stats: ChannelStats  # per channel: the model's normalisation of states
+    obs_stats: ChannelStats  # per observed variable: its normalisation of observations
+    time_step_hours: int
+    history: int  # observation windows cycled before a forecast
+    stratocast_version: str
+    step: int | None = None
+    train_config: dict[str, Any] | None = None
+    val_rmse: dict[str, list[float]] | None = None
+
+    @classmethod
+    def from_payload(cls, path: Path, payload: dict[str, Any], geometry: Geometry) -> ModelCard:
+        try:
+            return cls(
+                path=path,
+                model_name=str(payload["model_name"]),
+                model_options=dict(payload["model_options"]),
+                geometry=geometry,
+                grid_stats=ChannelStats(**payload["grid_stats"]),
+                obs_stats=ChannelStats(**payload["obs_stats"]),
+                time_step_hours=int(payload["time_step_hours"]),
+                history=int(payload["history"]),
+                stratocast_version=str(payload["stratocast_version"]),
+                step=None if payload.get("step") is None else int(payload["step"]),
+                train_config=payload.get("train_config"),
+                val_rmse=payload.get("val_rmse"),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            what = f"no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+            raise CheckpointError(f"{path}: an incomplete description ({quote(what)})") from None
 
 
 def _description(
@@ -124,7 +167,7 @@ def _load_failure(err: Exception) -> str:
     return f"{type(err).__name__}: {quote(reason[0] if reason else '', 200)}"
 
 
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, ModelCard]:
     """Read ``model.pt`` or ``model.safetensors`` (+ its ``model.json``)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: run `stratocast train` first")
@@ -162,5 +205,6 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, Geometry, dict[str, An
         raise CheckpointError(
             f"{path}: cannot build the model it describes ({quote(what)})"
         ) from None
+    card = ModelCard.from_payload(path, payload, geometry)
     model.eval()
-    return model, geometry, payload
+    return model, card
