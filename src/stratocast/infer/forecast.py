@@ -9,17 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 from tqdm import tqdm
 
 from stratocast.errors import StratocastError
 from stratocast.infer.config import ForecastConfig as ForecastConfig
+from stratocast.infer.warm import WarmModel
 from stratocast.infer.writers.zarr_writer import write_zarr
-from stratocast.loader.dataset import ShardStore, clock_features
-from stratocast.models.base import ForecastModel
-from stratocast.models.checkpoint import ModelCard, load_checkpoint
-from stratocast.models.rollout import cycle_and_rollout
+from stratocast.loader.dataset import ShardStore
+from stratocast.models.checkpoint import ModelCard
 from stratocast.shards.layout import Manifest, ShardError
 from stratocast.vocab.variables import get as get_variable
 
@@ -28,7 +26,7 @@ class ForecastError(StratocastError, ValueError):
     """A forecast request the shards and checkpoint cannot serve (the message says why)."""
 
 
-def _check_compatible(card: ModelCard, shards: Path, m: Manifest) -> None:
+def check_compatible(card: ModelCard, shards: Path, m: Manifest) -> None:
     """The model's channels, observed variables, grid and time step against the shards' (the
     stations may differ: they are run-time input; the statistics may too: the model's own
     are used)."""
@@ -55,16 +53,15 @@ def _check_compatible(card: ModelCard, shards: Path, m: Manifest) -> None:
             )
 
 
-@torch.no_grad()
 def run_forecast(
     cfg: ForecastConfig, checkpoint: Path, shards: Path, out: Path, progress: bool = True
 ) -> Path:
-    model_module, card = load_checkpoint(checkpoint)
-    model: ForecastModel = model_module  # type: ignore[assignment]
+    warm = WarmModel(checkpoint)
+    card = warm.card
     store = ShardStore(shards, stats=(card.grid_stats, card.obs_stats))
     m = store.manifest
-    _check_compatible(card, shards, m)
-    model.set_observation_sites(
+    check_compatible(card, shards, m)
+    warm.set_sites(
         np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
     )
     step_h = card.time_step_hours
@@ -95,31 +92,34 @@ def run_forecast(
     ):
         chunk = np.asarray(inits[lo : lo + cfg.batch_size])
         hist = chunk[:, None] + offsets[None, :history]
-        # Clocks of every state in the sample, from valid times (a forecast may run past the
-        # end of the shard time axis).
+        # Valid times of every state in the sample (a forecast may run past the end of the
+        # shard time axis).
         valid = times[chunk][:, None] + offsets[None, :] * np.timedelta64(step_h, "h")
-        states = cycle_and_rollout(
-            model,
-            torch.from_numpy(store.obs[hist]),
-            torch.from_numpy(store.obs_mask[hist].astype(np.float32)),
-            torch.from_numpy(clock_features(valid.ravel()).reshape(*valid.shape, 2)),
-            n_lead,
+        out_arr[lo : lo + len(chunk)] = warm.forecast_normalised(
+            store.obs[hist], store.obs_mask[hist], valid, n_lead
         )
-        phys = states[:, history - 1 :].numpy() * store.grid_std + store.grid_mean
-        out_arr[lo : lo + len(chunk)] = phys
 
-    lead = np.arange(n_lead + 1) * step_h
+    ds = forecast_dataset(out_arr, times[inits], step_h, m, card)
+    return write_zarr(ds, out)
+
+
+def forecast_dataset(
+    values: np.ndarray, inits: np.ndarray, step_h: int, m: Manifest, card: ModelCard
+) -> xr.Dataset:
+    """(N, L, C, H, W) physical forecasts → the product dataset every writer reads: one
+    variable per channel over (init_time, lead_time, lat, lon), CF units and names."""
+    lead = np.arange(values.shape[1]) * step_h
     ds = xr.Dataset(
         {
             c: (
                 ("init_time", "lead_time", "lat", "lon"),
-                out_arr[:, :, k],
+                values[:, :, k],
                 {"units": get_variable(c).units, "standard_name": get_variable(c).standard_name},
             )
             for k, c in enumerate(m.channels)
         },
         coords={
-            "init_time": times[inits],
+            "init_time": np.asarray(inits, dtype="datetime64[ns]"),
             "lead_time": ("lead_time", lead, {"units": "hours"}),
             "lat": ("lat", np.asarray(m.lat), {"units": "degrees_north"}),
             "lon": ("lon", np.asarray(m.lon), {"units": "degrees_east"}),
@@ -127,9 +127,9 @@ def run_forecast(
         attrs={
             "title": "stratocast deterministic forecast",
             "model": card.model_name,
-            "checkpoint": str(checkpoint),
+            "checkpoint": str(card.path),
             "stratocast_version": card.stratocast_version,
         },
     )
     ds["orography"] = (("lat", "lon"), np.asarray(m.orography, dtype=np.float32), {"units": "m"})
-    return write_zarr(ds, out)
+    return ds

@@ -31,6 +31,17 @@ def clock_features(times: np.ndarray) -> np.ndarray:
     return np.stack([hour, doy], axis=-1).astype(np.float32)
 
 
+def normalise_obs(
+    obs: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical observations (NaN: missing) → (normalised float32 with 0 where missing, the
+    finite mask). The shards' loader and an operational cycle both call this, so the same
+    observations give the model the same bits."""
+    mask = np.isfinite(obs)
+    normalised = np.where(mask, (obs - mean) / std, 0.0)
+    return normalised.astype(np.float32), mask
+
+
 def _read_all(root: Path, name: str) -> np.ndarray:
     with ShardArrayReader(root, name) as reader:
         out = np.empty(reader.shape, dtype=reader.dtype)
@@ -73,10 +84,7 @@ class ShardStore:
 
     @cached_property
     def _obs_and_mask(self) -> tuple[np.ndarray, np.ndarray]:
-        obs = _read_all(self.root, OBS)
-        mask = np.isfinite(obs)
-        normalised = np.where(mask, (obs - self.obs_mean) / self.obs_std, 0.0)
-        return normalised.astype(np.float32), mask
+        return normalise_obs(_read_all(self.root, OBS), self.obs_mean, self.obs_std)
 
     @property
     def obs(self) -> np.ndarray:

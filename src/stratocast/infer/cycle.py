@@ -1,0 +1,244 @@
+"""One product cycle: observations by the cut-off → warm model → export → atomic publish.
+
+``run_cycle`` is what ``stratocast cycle --product P --time T`` and every scheduled run of
+``stratocast operate`` call. It is idempotent (a cycle already published is not recomputed
+unless forced, and a recomputation gives identical values: the model is deterministic), and it
+never leaves a reader without a product: when the compute cannot run (no model, a failure) and
+the product allows it, the previous cycle's forecast is published in its place, re-labelled to
+this cycle's time and flagged, and the miss is counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from stratocast.errors import StratocastError
+from stratocast.infer.forecast import check_compatible, forecast_dataset
+from stratocast.infer.products import ProductConfig, ProductError
+from stratocast.infer.publish import previous, publish, published
+from stratocast.infer.warm import WarmModel
+from stratocast.infer.writers.zarr_writer import write_zarr
+from stratocast.shards.layout import Manifest, load_manifest
+from stratocast.shards.windows import obs_windows
+
+Clock = Callable[[], datetime]
+Status = Literal["published", "already", "fallback"]
+
+
+@dataclass(frozen=True)
+class CycleSources:
+    """Where a cycle reads from and publishes to."""
+
+    store: Path  # the observation store
+    shards: Path  # the training shards: grid, channels, input stations
+    checkpoint: Path
+    products: Path  # publication root
+
+
+@dataclass
+class CycleResult:
+    product: str
+    cycle_time: datetime
+    status: Status
+    path: Path | None
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    obs_used: int = 0
+    deadline_margin_s: float = 0.0  # deadline minus publication time (negative: missed)
+    reason: str = ""
+
+    @property
+    def missed(self) -> bool:
+        return self.status == "fallback" or self.deadline_margin_s < 0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def cycle_observations(
+    store: Path,
+    variables: list[str],
+    cycle_time: datetime,
+    history: int,
+    step_hours: int,
+    received_by: datetime | None,
+) -> pd.DataFrame:
+    """The stored reports that the windows of a cycle at ``cycle_time`` hold: (T - history ×
+    step, T], received by the cut-off where the store records receipt."""
+    from stratocast.obs.store import read_observations
+
+    step = timedelta(hours=step_hours)
+    first = cycle_time - (history - 1) * step
+    obs = read_observations(store, variables=variables, start=first - step, end=cycle_time)
+    obs = obs[obs["time"] > pd.Timestamp(first - step)]
+    if received_by is not None and "received" in obs.columns:
+        got = obs["received"]
+        obs = obs[got.isna() | (got <= pd.Timestamp(received_by))]
+    return obs
+
+
+def cycle_inputs(
+    obs: pd.DataFrame, m: Manifest, cycle_time: datetime, history: int, step_hours: int
+) -> np.ndarray:
+    """(history, S, V) physical windows for the shards' input stations, built by the same
+    code as the shards (bit-identical on the same reports)."""
+    first = np.datetime64(cycle_time.replace(tzinfo=None), "ns") - np.timedelta64(
+        (history - 1) * step_hours, "h"
+    )
+    return obs_windows(obs, m.station_ids, m.obs_variables, first, step_hours, history)
+
+
+def _export(ds: xr.Dataset, tmp: Path, outputs: list[str]) -> list[str]:
+    files = []
+    for name in outputs:
+        if name != "zarr":
+            raise ProductError(f"output {name!r} has no writer; known: ['zarr']")
+        write_zarr(ds, tmp / "forecast.zarr")
+        files.append("forecast.zarr")
+    return files
+
+
+def compute(
+    warm: WarmModel,
+    m: Manifest,
+    obs: pd.DataFrame,
+    cycle_time: datetime,
+    horizon_hours: int,
+) -> tuple[xr.Dataset, int]:
+    step_h = warm.step_hours
+    if horizon_hours % step_h:
+        raise ProductError(f"horizon {horizon_hours} h is not a multiple of the {step_h} h step")
+    n_lead = horizon_hours // step_h
+    dense = cycle_inputs(obs, m, cycle_time, warm.history, step_h)
+    warm.set_sites(
+        np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
+    )
+    t = np.datetime64(cycle_time.replace(tzinfo=None), "ns")
+    offsets = np.arange(-warm.history + 1, n_lead + 1)
+    valid = (t + offsets * np.timedelta64(step_h, "h"))[None, :]
+    values = warm.forecast(dense[None], valid, n_lead)
+    return forecast_dataset(values, np.asarray([t]), step_h, m, warm.card), int(
+        np.isfinite(dense).sum()
+    )
+
+
+def fallback_dataset(prev: xr.Dataset, prev_time: datetime, cycle_time: datetime) -> xr.Dataset:
+    """The previous cycle's forecast seen from this cycle's time: leads shifted by the gap,
+    those before this cycle dropped, flagged so no reader takes it for a fresh forecast."""
+    gap_h = int((cycle_time - prev_time).total_seconds() // 3600)
+    lead = prev["lead_time"].values - gap_h
+    out = prev.isel(lead_time=np.nonzero(lead >= 0)[0])
+    out = out.assign_coords(
+        lead_time=("lead_time", lead[lead >= 0], prev["lead_time"].attrs),
+        init_time=np.asarray([np.datetime64(cycle_time.replace(tzinfo=None), "ns")]),
+    )
+    out.attrs = {**prev.attrs, "fallback_from": prev_time.isoformat(), "fallback": "true"}
+    return out
+
+
+def run_cycle(
+    name: str,
+    product: ProductConfig,
+    src: CycleSources,
+    cycle_time: datetime,
+    warm: WarmModel | None = None,
+    clock: Clock = _utc_now,
+    force: bool = False,
+) -> CycleResult:
+    if not product.is_cycle_time(cycle_time):
+        raise ProductError(
+            f"product {name}: {cycle_time.isoformat()} is not on its cycle {product.cycle!r}"
+        )
+    deadline = product.deadline(cycle_time)
+    done = published(src.products, name, cycle_time)
+    if done is not None and not force:
+        return CycleResult(name, cycle_time, "already", src.products / name, reason="published")
+    phases: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        if warm is None:  # a one-off `stratocast cycle`: cold start, measured
+            warm = WarmModel(src.checkpoint)
+            phases["load"] = time.perf_counter() - t0
+        m = load_manifest(src.shards)
+        check_compatible(warm.card, src.shards, m)
+        t1 = time.perf_counter()
+        obs = cycle_observations(
+            src.store,
+            list(warm.card.geometry.obs_variables),
+            cycle_time,
+            warm.history,
+            warm.step_hours,
+            product.cutoff(cycle_time),
+        )
+        phases["ingest"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        ds, n_obs = compute(warm, m, obs, cycle_time, product.horizon_hours)
+        phases["compute"] = time.perf_counter() - t2
+    except StratocastError as err:
+        if product.fallback != "previous":
+            raise
+        return _fallback(name, product, src, cycle_time, clock, f"{err}")
+    ds.attrs.update(product=name, kind=product.kind)
+    record: dict[str, Any] = {
+        "product": name,
+        "kind": product.kind,
+        "cycle_time": cycle_time.isoformat(),
+        "cutoff": product.cutoff(cycle_time).isoformat(),
+        "deadline": deadline.isoformat(),
+        "observations_used": n_obs,
+        "checkpoint": str(src.checkpoint),
+        "fallback": False,
+    }
+    t3 = time.perf_counter()
+
+    def write(tmp: Path) -> list[str]:
+        return _export(ds, tmp, product.outputs)
+
+    published_at = clock()
+    record["published_at"] = published_at.isoformat()
+    path = publish(src.products, name, cycle_time, write, {**record, "phases": phases})
+    phases["export"] = time.perf_counter() - t3
+    margin = (deadline - clock()).total_seconds()
+    return CycleResult(name, cycle_time, "published", path, phases, n_obs, margin)
+
+
+def _fallback(
+    name: str,
+    product: ProductConfig,
+    src: CycleSources,
+    cycle_time: datetime,
+    clock: Clock,
+    reason: str,
+) -> CycleResult:
+    found = previous(src.products, name, cycle_time)
+    if found is None:
+        raise ProductError(
+            f"product {name} at {cycle_time.isoformat()}: {reason}; and no earlier publication "
+            "to fall back on"
+        )
+    prev_time, prev_dir = found
+    prev = xr.open_zarr(prev_dir / "forecast.zarr", consolidated=False).load()
+    ds = fallback_dataset(prev, prev_time, cycle_time)
+    ds.attrs["fallback_reason"] = reason
+    record = {
+        "product": name,
+        "kind": product.kind,
+        "cycle_time": cycle_time.isoformat(),
+        "deadline": product.deadline(cycle_time).isoformat(),
+        "fallback": True,
+        "fallback_from": prev_time.isoformat(),
+        "reason": reason,
+        "published_at": clock().isoformat(),
+    }
+    path = publish(src.products, name, cycle_time, lambda tmp: _export(ds, tmp, ["zarr"]), record)
+    margin = (product.deadline(cycle_time) - clock()).total_seconds()
+    return CycleResult(name, cycle_time, "fallback", path, {}, 0, margin, reason)

@@ -1,0 +1,190 @@
+"""One product cycle end to end on a real observation store, real shards and a trained model:
+online windows equal the shards', the cycle equals the re-forecast, publication is atomic and
+idempotent, and a missing model publishes the flagged fallback."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from pydantic import ValidationError
+
+from stratocast.infer import cycle as cycle_mod
+from stratocast.infer.cycle import (
+    CycleSources,
+    cycle_inputs,
+    cycle_observations,
+    run_cycle,
+)
+from stratocast.infer.forecast import ForecastConfig, run_forecast
+from stratocast.infer.products import ProductConfig, ProductError
+from stratocast.infer.publish import LATEST
+from stratocast.infer.warm import WarmModel
+from stratocast.obs.store import OBS_SCHEMA, write_observations
+from stratocast.shards.layout import OBS, Manifest, load_manifest
+from stratocast.shards.reader import ShardArrayReader
+from stratocast.train.config import ModelConfig, TrainConfig
+from stratocast.train.trainer import train
+
+PRODUCT = ProductConfig(
+    kind="deterministic",
+    cycle="0 0,12 * * *",
+    cutoff_minutes=60,
+    deadline_minutes=120,
+    horizon_hours=24,
+)
+T0 = datetime(2000, 1, 17, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tiny_shards: tuple[Path, Manifest],
+    tiny_obs: pd.DataFrame,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> CycleSources:
+    root = tmp_path_factory.mktemp("cycle")
+    obs = tiny_obs.copy()
+    if "received" in OBS_SCHEMA.names and "received" not in obs:
+        obs["received"] = pd.NaT
+    write_observations(root / "store", "synthetic", "0" * 16, obs)
+    cfg = TrainConfig(
+        model=ModelConfig(hidden=8, blocks=1, kernel_widths_km=[800.0]),
+        train_start="2000-01-01T00",
+        train_end="2000-01-15T18",
+        val_start="2000-01-16T00",
+        val_end="2000-01-18T18",
+        steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        history=2,
+        rollout=1,
+        tensorboard=False,
+    )
+    train(cfg, tiny_shards[0], root / "train", progress=False)
+    return CycleSources(root / "store", tiny_shards[0], root / "train" / "model.pt", root / "pub")
+
+
+def _sources(setup: CycleSources, tmp_path: Path, **kw: Path) -> CycleSources:
+    fields = {"store": setup.store, "shards": setup.shards, "checkpoint": setup.checkpoint}
+    return CycleSources(**{**fields, "products": tmp_path / "pub", **kw})
+
+
+def test_online_windows_equal_the_shards_bit_for_bit(setup: CycleSources) -> None:
+    m = load_manifest(setup.shards)
+    with ShardArrayReader(setup.shards, OBS) as reader:
+        raw = np.empty(reader.shape, dtype=reader.dtype)
+        reader.read_block(0, reader.shape[0], raw)
+    times = m.times()
+    checked = 0
+    for i in (1, 17, 40, 63, len(times) - 1):
+        t = pd.Timestamp(times[i]).tz_localize("UTC").to_pydatetime()
+        obs = cycle_observations(setup.store, list(m.obs_variables), t, 2, 6, None)
+        online = cycle_inputs(obs, m, t, 2, 6)
+        want = raw[i - 1 : i + 1]
+        assert online.dtype == want.dtype and online.shape == want.shape
+        np.testing.assert_array_equal(np.isnan(online), np.isnan(want))
+        assert online.tobytes() == want.tobytes()
+        checked += int(np.isfinite(want).sum())
+    assert checked > 100  # the windows held observations, not just NaN
+
+
+def test_a_cycle_equals_the_reforecast_and_publishes_once(
+    setup: CycleSources, tmp_path: Path
+) -> None:
+    src = _sources(setup, tmp_path)
+    r = run_cycle("det", PRODUCT, src, T0)
+    assert r.status == "published" and r.path is not None and r.obs_used > 0
+    assert {"load", "ingest", "compute", "export"} <= set(r.phases)
+    got = xr.open_zarr(r.path / "forecast.zarr", consolidated=False)
+    fcfg = ForecastConfig(
+        start="2000-01-17T00", end="2000-01-17T00", horizon_hours=24, batch_size=1
+    )
+    ref_path = run_forecast(fcfg, setup.checkpoint, setup.shards, tmp_path / "ref.zarr", False)
+    ref = xr.open_zarr(ref_path, consolidated=False)
+    assert list(got["lead_time"].values) == [0, 6, 12, 18, 24]
+    for c in ("t2m", "msl"):
+        np.testing.assert_array_equal(got[c].values, ref[c].values)
+    record = json.loads((r.path / "COMPLETE").read_text())
+    assert record["fallback"] is False and record["cycle_time"] == T0.isoformat()
+    assert (src.products / "det" / LATEST).read_text().strip() == "20000117T0000"
+
+    # idempotent: a second run publishes nothing new; forced, it recomputes the same values
+    again = run_cycle("det", PRODUCT, src, T0)
+    assert again.status == "already"
+    warm = WarmModel(setup.checkpoint)
+    forced = run_cycle("det", PRODUCT, src, T0, warm=warm, force=True)
+    assert forced.status == "published" and "load" not in forced.phases
+    redo = xr.open_zarr(forced.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    np.testing.assert_array_equal(redo["t2m"].values, ref["t2m"].values)
+
+
+def test_a_crash_mid_export_leaves_the_previous_publication(
+    setup: CycleSources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _sources(setup, tmp_path)
+    first = run_cycle("det", PRODUCT, src, T0)
+    before = (first.path / "forecast.zarr" / "t2m" / "zarr.json").read_bytes()  # type: ignore[operator]
+    real = cycle_mod._export
+
+    def dies(ds: xr.Dataset, tmp: Path, outputs: list[str]) -> list[str]:
+        real(ds, tmp, outputs)  # the files are written ...
+        raise KeyboardInterrupt("killed mid-export")  # ... and the worker dies before COMPLETE
+
+    monkeypatch.setattr(cycle_mod, "_export", dies)
+    t1 = T0 + timedelta(hours=12)
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle("det", PRODUCT, src, t1)
+    base = src.products / "det"
+    assert not (base / "20000117T1200").exists()  # nothing half-published
+    assert (base / ".20000117T1200.partial").exists()
+    assert (base / LATEST).read_text().strip() == "20000117T0000"
+    assert (first.path / "forecast.zarr" / "t2m" / "zarr.json").read_bytes() == before  # type: ignore[operator]
+    monkeypatch.setattr(cycle_mod, "_export", real)
+    redo = run_cycle("det", PRODUCT, src, t1)  # the re-run completes and cleans up
+    assert redo.status == "published" and not (base / ".20000117T1200.partial").exists()
+    assert (base / LATEST).read_text().strip() == "20000117T1200"
+
+
+def test_a_missing_model_publishes_the_flagged_fallback(
+    setup: CycleSources, tmp_path: Path
+) -> None:
+    src = _sources(setup, tmp_path)
+    run_cycle("det", PRODUCT, src, T0)
+    gone = _sources(setup, tmp_path, checkpoint=tmp_path / "no-such-model.pt")
+    t1 = T0 + timedelta(hours=12)
+    r = run_cycle("det", PRODUCT, gone, t1)
+    assert r.status == "fallback" and r.missed and "no checkpoint" in r.reason
+    ds = xr.open_zarr(r.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    assert ds.attrs["fallback"] == "true" and ds.attrs["fallback_from"] == T0.isoformat()
+    assert list(ds["lead_time"].values) == [0, 6, 12]  # the previous run's 12..24 h
+    prev = xr.open_zarr(
+        src.products / "det" / "20000117T0000" / "forecast.zarr", consolidated=False
+    )
+    np.testing.assert_array_equal(ds["t2m"].values, prev["t2m"].sel(lead_time=[12, 18, 24]).values)
+    assert pd.Timestamp(ds["init_time"].values[0]) == pd.Timestamp("2000-01-17T12")
+    assert json.loads((r.path / "COMPLETE").read_text())["fallback"] is True  # type: ignore[operator]
+
+    # without an earlier publication there is nothing to fall back on: a clear error
+    with pytest.raises(ProductError, match="no earlier publication"):
+        run_cycle(
+            "det", PRODUCT, _sources(setup, tmp_path / "empty", checkpoint=gone.checkpoint), T0
+        )
+
+
+def test_product_mistakes_are_named(setup: CycleSources, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="not a crontab line"):
+        ProductConfig(cycle="every six hours")
+    with pytest.raises(ValidationError, match="not before deadline_minutes"):
+        ProductConfig(cutoff_minutes=90, deadline_minutes=60)
+    with pytest.raises(ValidationError, match="at least 2 members"):
+        ProductConfig(kind="ensemble", members=1)
+    with pytest.raises(ProductError, match="not on its cycle"):
+        run_cycle("det", PRODUCT, _sources(setup, tmp_path), T0 + timedelta(hours=6))
+    bad = PRODUCT.model_copy(update={"outputs": ["geotiff"]})
+    with pytest.raises(ProductError, match="no writer"):
+        run_cycle("det", bad.model_copy(update={"fallback": "none"}), _sources(setup, tmp_path), T0)
