@@ -5,6 +5,8 @@ idempotent, and a missing model publishes the flagged fallback."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -188,3 +190,75 @@ def test_product_mistakes_are_named(setup: CycleSources, tmp_path: Path) -> None
     bad = PRODUCT.model_copy(update={"outputs": ["geotiff"]})
     with pytest.raises(ProductError, match="no writer"):
         run_cycle("det", bad.model_copy(update={"fallback": "none"}), _sources(setup, tmp_path), T0)
+
+
+def _workdir(setup: CycleSources, tmp_path: Path, products: str) -> Path:
+    """A run workdir laid out as the stages write it, over the fixture's store/shards/model."""
+    work = tmp_path / "run"
+    (work / "train").mkdir(parents=True)
+    (work / "store").symlink_to(setup.store)
+    (work / "shards").symlink_to(setup.shards)
+    (work / "train" / "model.pt").symlink_to(setup.checkpoint)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"workdir: {work}\n"
+        "ingest: {sources: [{name: metar, paths: ['observations/*.txt']}]}\n"
+        f"products:\n{products}"
+    )
+    return cfg
+
+
+PRODUCTS_YAML = """\
+  det: {kind: deterministic, cycle: "0 0,12 * * *", cutoff_minutes: 60, deadline_minutes: 120,
+        horizon_hours: 24}
+  rr: {kind: rapid_refresh, cycle: "0 */3 * * *", cutoff_minutes: 10, deadline_minutes: 30,
+       horizon_hours: 12}
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stratocast.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_cycle_and_operate_replay(setup: CycleSources, tmp_path: Path) -> None:
+    cfg = _workdir(setup, tmp_path, PRODUCTS_YAML)
+    one = _cli("cycle", "--config", str(cfg), "--product", "det", "--time", "2000-01-17T00")
+    assert one.returncode == 0, one.stderr
+    assert "det 2000-01-17T00:00:00+00:00: published" in one.stdout
+    again = _cli("cycle", "--config", str(cfg), "--product", "det", "--time", "2000-01-17T00")
+    assert again.returncode == 0 and ": already" in again.stdout
+
+    run = _cli(
+        "operate", "--config", str(cfg), "--replay", "2000-01-17T00", "--until", "2000-01-17T23"
+    )
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.strip()}
+    # det: 00 (already published: counted, not recomputed) and 12 UTC; rr: every 3 h = 8 cycles
+    assert rows["det"][1:5] == ["2", "1", "0", "0"]
+    assert rows["rr"][1:5] == ["8", "8", "0", "0"]
+    pub = tmp_path / "run" / "products"
+    assert len([p for p in (pub / "rr").iterdir() if (p / "COMPLETE").is_file()]) == 8
+    assert (pub / "rr" / "LATEST").read_text().strip() == "20000117T2100"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cycle", "--product", "nope", "--time", "2000-01-17T00"], "unknown products ['nope']"),
+        (["cycle", "--product", "det", "--time", "yesterday"], "is not an ISO time"),
+        (["cycle", "--product", "det", "--time", "2000-01-17T06"], "not on its cycle"),
+        (["operate", "--replay", "2000-01-18", "--until", "2000-01-17"], "is before --replay"),
+    ],
+)
+def test_cli_product_mistakes_are_one_line(
+    setup: CycleSources, tmp_path: Path, args: list[str], message: str
+) -> None:
+    cfg = _workdir(setup, tmp_path, PRODUCTS_YAML)
+    out = _cli(args[0], "--config", str(cfg), *args[1:])
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1

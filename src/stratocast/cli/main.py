@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from stratocast.cli import stages
+from stratocast.cli import products_cmd, stages
 from stratocast.cli.run_config import RunConfig, RunPaths, load_run
 from stratocast.config import format_validation, quote
 from stratocast.errors import StratocastError
@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
                 help="month and year (ISO time, UTC) for METAR/SYNOP text files whose names "
                 "carry no date; a source's own options.reference_time wins",
             )
+    for name, help_text, add in (
+        ("cycle", "run one product cycle (idempotent)", products_cmd.add_cycle_arguments),
+        ("operate", "run every product on its schedule", products_cmd.add_operate_arguments),
+    ):
+        sp = sub.add_parser(name, help=help_text)
+        _add_debug(sp)
+        sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
+        sp.add_argument("--workdir", default=None, help="override the config's workdir")
+        add(sp)
     slurm.add_parser(sub)
     _add_debug(sub.choices["slurm"])
     return p
@@ -134,6 +143,10 @@ def _run(args: argparse.Namespace, where: list[str]) -> int:
         return stages.verify_paths_command(args)
     cfg, paths = load_run(args.config, args.workdir)
     where.append(f"in the run's workdir {paths.workdir}")
+    if args.command == "cycle":
+        return products_cmd.cycle(cfg, paths, args)
+    if args.command == "operate":
+        return products_cmd.operate(cfg, paths, args)
     progress = not args.no_progress
     if args.command == "verify" and args.analysis is not None:
         analysis = {"analysis": str(args.analysis)}

@@ -6,11 +6,15 @@ Each stage receives only its own section; the paths between stages are derived f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
 from stratocast.config import ComponentConfig, load_config
 from stratocast.infer.config import ForecastConfig
+from stratocast.infer.products import ProductConfig
 from stratocast.obs.ingest import IngestConfig
 from stratocast.shards.build import ShardsConfig
 from stratocast.train.config import TrainConfig
@@ -33,6 +37,19 @@ class RunConfig(ComponentConfig):
     train: TrainConfig = TrainConfig()
     forecast: ForecastConfig = ForecastConfig()
     verify: VerifyConfig = VerifyConfig()
+    # forecast products run by `stratocast cycle` / `stratocast operate`, by name
+    products: dict[str, ProductConfig] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("products")
+    @classmethod
+    def _names(cls, v: dict[str, ProductConfig]) -> dict[str, ProductConfig]:
+        bad = [n for n in v if not _NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"product names must match {_NAME.pattern} (a directory name): {bad}")
+        return v
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,11 @@ class RunPaths:
     @property
     def forecast(self) -> Path:
         return self.workdir / "forecast" / "deterministic.zarr"
+
+    @property
+    def products(self) -> Path:
+        """Published product cycles: <products>/<name>/<YYYYMMDDTHHMM>/."""
+        return self.workdir / "products"
 
     @property
     def verify(self) -> Path:

@@ -1,0 +1,81 @@
+"""``stratocast cycle`` (one product cycle) and ``stratocast operate`` (all of them on their
+schedules), over a run's workdir."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from stratocast.cli.run_config import RunConfig, RunPaths
+from stratocast.cli.stages import StageError, _require
+from stratocast.infer.products import ProductConfig, parse_time
+
+
+def add_cycle_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--product", required=True, help="a product name under the config's products")
+    sp.add_argument("--time", required=True, help="the cycle time, ISO (UTC when no zone)")
+    sp.add_argument("--force", action="store_true", help="recompute a cycle already published")
+
+
+def add_operate_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--replay", default=None, metavar="FROM", help="replay past cycles from this ISO time"
+    )
+    sp.add_argument("--until", default=None, help="with --replay: the last cycle time (ISO)")
+    sp.add_argument("--product", action="append", default=None, help="only these products")
+
+
+def _products(cfg: RunConfig, names: list[str] | None) -> dict[str, ProductConfig]:
+    if not cfg.products:
+        raise StageError("the config has no `products` section: nothing to run")
+    unknown = sorted(set(names or []) - set(cfg.products))
+    if unknown:
+        raise StageError(f"unknown products {unknown}; the config has {sorted(cfg.products)}")
+    return {n: p for n, p in cfg.products.items() if names is None or n in names}
+
+
+def _sources(paths: RunPaths) -> Any:
+    from stratocast.infer.cycle import CycleSources
+
+    _require(paths.store / "obs", "observation store", "ingest")
+    _require(paths.shards / "manifest.json", "shards", "shards")
+    return CycleSources(paths.store, paths.shards, paths.checkpoint, paths.products)
+
+
+def cycle(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
+    from stratocast.infer.cycle import run_cycle
+
+    name = args.product
+    product = _products(cfg, [name])[name]
+    t = parse_time(args.time, "--time")
+    r = run_cycle(name, product, _sources(paths), t, force=args.force)
+    phases = ", ".join(f"{k} {v:.2f} s" for k, v in r.phases.items())
+    print(f"{name} {t.isoformat()}: {r.status} {r.path}" + (f" ({phases})" if phases else ""))
+    if r.reason and r.status == "fallback":
+        print(f"fallback because: {r.reason}")
+    return 0
+
+
+def operate(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
+    from stratocast.infer.operate import replay, serve, table
+
+    products = _products(cfg, args.product)
+    src = _sources(paths)
+    if args.replay is not None:
+        start = parse_time(args.replay, "--replay")
+        end = parse_time(args.until, "--until") if args.until else start
+        if end < start:
+            raise StageError(f"--until {end.isoformat()} is before --replay {start.isoformat()}")
+        tallies = replay(products, src, start, end)
+    else:
+        if args.until is not None:
+            raise StageError("--until goes with --replay (real time runs until stopped)")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"operate: {sorted(products)} on their schedules (Ctrl-C stops)")
+        tallies = serve(products, src, stop)
+    print(table(tallies))
+    return 0
