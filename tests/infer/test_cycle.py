@@ -262,3 +262,21 @@ def test_cli_product_mistakes_are_one_line(
     out = _cli(args[0], "--config", str(cfg), *args[1:])
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_cycle_without_observations_is_not_a_forecast(
+    setup: CycleSources, tmp_path: Path
+) -> None:
+    src = _sources(setup, tmp_path)
+    late = datetime(2001, 6, 1, 0, tzinfo=UTC)  # after the store's last report
+    strict = PRODUCT.model_copy(update={"fallback": "none"})
+    with pytest.raises(ProductError, match="no observations of the model's 30 input stations"):
+        run_cycle("det", strict, src, late)
+    run_cycle("det", PRODUCT, src, T0)
+    one_step = T0 + timedelta(hours=12)
+    outage = tmp_path / "empty-store"
+    (outage / "obs").mkdir(parents=True, exist_ok=True)
+    r = run_cycle("det", PRODUCT, _sources(setup, tmp_path, store=outage), one_step)
+    assert r.status == "fallback" and "no observations" in r.reason  # the previous, flagged
+    with pytest.raises(ProductError, match="ends before"):  # a fallback too old to use
+        run_cycle("det", PRODUCT, src, late)

@@ -119,6 +119,12 @@ def compute(
         raise ProductError(f"horizon {horizon_hours} h is not a multiple of the {step_h} h step")
     n_lead = horizon_hours // step_h
     dense = cycle_inputs(obs, m, cycle_time, warm.history, step_h)
+    if not np.isfinite(dense).any():
+        # an analysis of nothing is the model's climatology, not a forecast of today
+        raise ProductError(
+            f"no observations of the model's {len(m.station_ids)} input stations in the "
+            f"{warm.history} windows up to {cycle_time.isoformat()} (received by the cut-off)"
+        )
     warm.set_sites(
         np.asarray(m.station_lat), np.asarray(m.station_lon), np.asarray(m.station_elevation)
     )
@@ -136,6 +142,11 @@ def fallback_dataset(prev: xr.Dataset, prev_time: datetime, cycle_time: datetime
     those before this cycle dropped, flagged so no reader takes it for a fresh forecast."""
     gap_h = int((cycle_time - prev_time).total_seconds() // 3600)
     lead = prev["lead_time"].values - gap_h
+    if not (lead >= 0).any():
+        raise ProductError(
+            f"the previous publication ({prev_time.isoformat()}) ends before "
+            f"{cycle_time.isoformat()}: nothing to fall back on"
+        )
     out = prev.isel(lead_time=np.nonzero(lead >= 0)[0])
     out = out.assign_coords(
         lead_time=("lead_time", lead[lead >= 0], prev["lead_time"].attrs),
