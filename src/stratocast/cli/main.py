@@ -34,7 +34,7 @@ STAGES: dict[str, tuple[StageFn, str]] = {
     "forecast": (stages.forecast, "run the deterministic forecast product"),
     "verify": (stages.verify, "score forecasts at held-out stations; write the report"),
 }
-DEMO_ORDER = ["world", "ingest", "shards", "train", "forecast", "verify"]
+DEMO_ORDER = ["world", "ingest", "shards", "train", "forecast", "verify", "operate"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +86,7 @@ def demo(cfg: RunConfig, paths: RunPaths, progress: bool) -> Path:
     t0 = time.perf_counter()
     report = Path()
     for name in DEMO_ORDER:
-        fn = STAGES[name][0]
+        fn = products_cmd.demo_stage if name == "operate" else STAGES[name][0]
         result = stages.timed(name, lambda fn=fn: fn(cfg, paths, progress), timings)  # type: ignore[misc]
         if name == "verify":
             report = result

@@ -44,6 +44,20 @@ def _sources(paths: RunPaths) -> Any:
     return CycleSources(paths.store, paths.shards, paths.checkpoint, paths.products)
 
 
+def demo_stage(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
+    """The demo's replay of its products over the configured period (skipped when unset)."""
+    from stratocast.infer.operate import replay, table
+
+    o = cfg.operate
+    if o.replay_start is None or o.replay_end is None or not cfg.products:
+        print("operate: no products or replay period in the config: skipped")
+        return
+    start, end = parse_time(o.replay_start), parse_time(o.replay_end)
+    tallies = replay(cfg.products, _sources(paths), start, end)
+    print(f"operate: replay {start.isoformat()} .. {end.isoformat()}")
+    print(table(tallies))
+
+
 def cycle(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
     from stratocast.infer.cycle import run_cycle
 

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from stratocast.config import ComponentConfig, load_config
 from stratocast.infer.config import ForecastConfig
-from stratocast.infer.products import ProductConfig
+from stratocast.infer.products import OperateConfig, ProductConfig
 from stratocast.obs.ingest import IngestConfig
 from stratocast.shards.build import ShardsConfig
 from stratocast.train.config import TrainConfig
@@ -39,6 +39,7 @@ class RunConfig(ComponentConfig):
     verify: VerifyConfig = VerifyConfig()
     # forecast products run by `stratocast cycle` / `stratocast operate`, by name
     products: dict[str, ProductConfig] = Field(default_factory=dict, max_length=64)
+    operate: OperateConfig = OperateConfig()
 
     @field_validator("products")
     @classmethod

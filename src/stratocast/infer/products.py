@@ -90,6 +90,22 @@ class ProductConfig(ComponentConfig):
         return next(self.cycle_times(t, t), None) == t.astimezone(UTC)
 
 
+class OperateConfig(ComponentConfig):
+    """What the demo's ``operate`` stage replays (both unset: the stage is skipped)."""
+
+    replay_start: str | None = None
+    replay_end: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OperateConfig:
+        if (self.replay_start is None) != (self.replay_end is None):
+            raise ValueError("replay_start and replay_end go together")
+        start, end = self.replay_start, self.replay_end
+        if start is not None and end is not None and parse_time(end) < parse_time(start):
+            raise ValueError(f"replay_end {end} is before replay_start {start}")
+        return self
+
+
 def parse_time(text: str, what: str = "time") -> datetime:
     """An ISO time, UTC when no zone is given."""
     try:
