@@ -280,3 +280,26 @@ def test_a_cycle_without_observations_is_not_a_forecast(
     assert r.status == "fallback" and "no observations" in r.reason  # the previous, flagged
     with pytest.raises(ProductError, match="ends before"):  # a fallback too old to use
         run_cycle("det", PRODUCT, src, late)
+
+
+def test_ensemble_members_are_reproducible_and_independent(
+    setup: CycleSources, tmp_path: Path
+) -> None:
+    ens = PRODUCT.model_copy(update={"kind": "ensemble", "members": 3})
+    big = PRODUCT.model_copy(update={"kind": "ensemble", "members": 5})
+    warm = WarmModel(setup.checkpoint)
+    a = run_cycle("ens", ens, _sources(setup, tmp_path / "a"), T0, warm=warm)
+    b = run_cycle("ens", big, _sources(setup, tmp_path / "b"), T0, warm=warm)
+    det = run_cycle("det", PRODUCT, _sources(setup, tmp_path / "d"), T0, warm=warm)
+    da = xr.open_zarr(a.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    db = xr.open_zarr(b.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    dd = xr.open_zarr(det.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    assert da["t2m"].dims == ("init_time", "member", "lead_time", "lat", "lon")
+    assert list(da["member"].values) == [0, 1, 2] and da["member"].attrs["standard_name"]
+    # member k does not depend on how many members were asked for
+    np.testing.assert_array_equal(da["t2m"].values, db["t2m"].isel(member=[0, 1, 2]).values)
+    # the control is the deterministic forecast; the perturbed members differ from it
+    np.testing.assert_array_equal(da["t2m"].isel(member=0).values, dd["t2m"].values)
+    # (a 4-step model barely listens to its observations: the spread is small but not zero)
+    spread = da["t2m"].std("member").isel(lead_time=-1).values
+    assert float(spread.min()) > 0

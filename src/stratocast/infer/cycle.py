@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from stratocast.errors import StratocastError
+from stratocast.infer.ensemble import perturbed
 from stratocast.infer.forecast import check_compatible, forecast_dataset
 from stratocast.infer.products import ProductConfig, ProductError
 from stratocast.infer.publish import previous, publish, published
@@ -113,7 +114,10 @@ def compute(
     obs: pd.DataFrame,
     cycle_time: datetime,
     horizon_hours: int,
+    members: int = 1,
 ) -> tuple[xr.Dataset, int]:
+    """The forecast of one cycle; with ``members`` > 1 an ensemble (``member`` dimension,
+    member 0 the control) from perturbed observations (stratocast.infer.ensemble)."""
     step_h = warm.step_hours
     if horizon_hours % step_h:
         raise ProductError(f"horizon {horizon_hours} h is not a multiple of the {step_h} h step")
@@ -131,10 +135,24 @@ def compute(
     t = np.datetime64(cycle_time.replace(tzinfo=None), "ns")
     offsets = np.arange(-warm.history + 1, n_lead + 1)
     valid = (t + offsets * np.timedelta64(step_h, "h"))[None, :]
-    values = warm.forecast(dense[None], valid, n_lead)
-    return forecast_dataset(values, np.asarray([t]), step_h, m, warm.card), int(
-        np.isfinite(dense).sum()
+    n_obs = int(np.isfinite(dense).sum())
+    if members == 1:
+        values = warm.forecast(dense[None], valid, n_lead)
+        return forecast_dataset(values, np.asarray([t]), step_h, m, warm.card), n_obs
+    inputs = perturbed(
+        dense, m.obs_variables, np.asarray(warm.card.obs_stats.std), cycle_time, members
     )
+    # members are independent samples of one batch: nothing in the model couples them
+    values = warm.forecast(inputs, np.repeat(valid, members, axis=0), n_lead)
+    per_member = [
+        forecast_dataset(values[k : k + 1], np.asarray([t]), step_h, m, warm.card)
+        for k in range(members)
+    ]
+    ds = xr.concat([d.drop_vars("orography") for d in per_member], dim="member")
+    ds = ds.assign_coords(member=("member", np.arange(members), {"standard_name": "realization"}))
+    ds["orography"] = per_member[0]["orography"]
+    ds.attrs["title"] = "stratocast ensemble forecast (perturbed observations)"
+    return ds.transpose("init_time", "member", "lead_time", ...), n_obs
 
 
 def fallback_dataset(prev: xr.Dataset, prev_time: datetime, cycle_time: datetime) -> xr.Dataset:
@@ -192,7 +210,7 @@ def run_cycle(
         )
         phases["ingest"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        ds, n_obs = compute(warm, m, obs, cycle_time, product.horizon_hours)
+        ds, n_obs = compute(warm, m, obs, cycle_time, product.horizon_hours, product.members)
         phases["compute"] = time.perf_counter() - t2
     except StratocastError as err:
         if product.fallback != "previous":
