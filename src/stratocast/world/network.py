@@ -28,6 +28,12 @@ from tqdm import tqdm
 from stratocast.config import ComponentConfig, count
 from stratocast.errors import StratocastError
 from stratocast.grid.interp import BilinearWeights, bilinear_weights
+from stratocast.world.arrivals import (
+    ArrivalConfig,
+    correction_rows,
+    write_metar_corrections,
+    write_schedule,
+)
 from stratocast.world.metar_writer import write_metar_day
 from stratocast.world.synop_bufr_writer import write_synop_file
 
@@ -43,6 +49,7 @@ _TRUTH_VARS = ("t2m", "u10", "v10", "msl")
 
 # Seed-sequence tags, so each random stream is independent of the others and of chunking.
 _TAG_SELECT, _TAG_STATION_ERR, _TAG_OUTAGE, _TAG_CHUNK = 11, 12, 13, 14
+_TAG_CORRECTIONS = 15
 
 STATION_COLUMNS = [
     "station_id",
@@ -92,6 +99,8 @@ class NetworkConfig(ComponentConfig):
     exposure_sigma: float = Field(default=0.15, ge=0.0)
     metar_hourly: bool = False  # METARs also at intermediate hours (truth linear in time)
     chunk_days: int = count(16, le=366)  # truth is processed this many days at a time
+    # when each report arrives (arrivals.csv) and which gross errors get a COR bulletin
+    arrivals: ArrivalConfig = ArrivalConfig()
 
 
 @dataclass(frozen=True)
@@ -633,7 +642,10 @@ def _prepare_tmp(out_dir: Path) -> Path:
 def write_observations(
     truth: xr.Dataset, cfg: NetworkConfig, out_dir: Path, progress: bool = True
 ) -> ObservationSummary:
-    """Write stations.csv, injected.csv, metar/YYYYMMDD.txt and synop_bufr/YYYYMMDDHH.bufr.
+    """Write stations.csv, injected.csv, metar/YYYYMMDD.txt and synop_bufr/YYYYMMDDHH.bufr,
+    plus the feeds' view of them: corrections/metar/*.txt (COR bulletins for some gross
+    errors) and the arrival schedule arrivals.csv / arrivals.json
+    (:mod:`stratocast.world.arrivals`). The first four do not depend on ``cfg.arrivals``.
 
     Idempotent: a complete ``out_dir`` written from the same config and truth is reused.
     Files are written to a sibling temp directory and renamed into place at the end, so an
@@ -648,14 +660,20 @@ def write_observations(
     tmp = _prepare_tmp(out_dir)
     stations = build_stations(cfg)
     stations.to_csv(tmp / "stations.csv", index=False)
-    counts, injected = _Counts(), []
+    counts, injected, corrections = _Counts(), [], []
     n_steps = len(_day_chunks(truth["time"].to_numpy(), cfg.chunk_days)) * len(NETWORKS)
     with tqdm(total=n_steps, disable=not progress, desc="observations", unit="chunk") as bar:
         for rep in iter_reports(truth, stations, cfg):
             counts.add(rep, _write_chunk(rep, stations, tmp))
             injected.append(rep.injected)
+            if rep.network == "metar":
+                corrections.append(_corrections(rep, cfg))
             bar.update()
     _write_injected(tmp / "injected.csv", injected)
+    if corrections:
+        us = stations.set_index("station_id")["country"].eq("US")
+        write_metar_corrections(pd.concat(corrections, ignore_index=True), us, tmp)
+    write_schedule(tmp, cfg.arrivals, cfg.seed)
     summary = ObservationSummary(
         out_dir=str(out_dir),
         n_times=int(truth.sizes["time"]),
@@ -671,6 +689,13 @@ def write_observations(
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return summary
+
+
+def _corrections(rep: ChunkReports, cfg: NetworkConfig) -> pd.DataFrame:
+    """The corrected reports of one METAR chunk (its own random stream: chunking-stable)."""
+    hours0 = int(rep.times[0].astype("datetime64[h]").astype(np.int64))
+    rng = np.random.default_rng([cfg.seed, _TAG_CORRECTIONS, hours0])
+    return correction_rows(rep.reports, rep.injected, cfg.arrivals.correction_fraction, rng)
 
 
 INJECTED_COLUMNS = [
