@@ -133,8 +133,8 @@ def test_a_crash_mid_export_leaves_the_previous_publication(
     before = (first.path / "forecast.zarr" / "t2m" / "zarr.json").read_bytes()  # type: ignore[operator]
     real = cycle_mod._export
 
-    def dies(ds: xr.Dataset, tmp: Path, outputs: list[str]) -> list[str]:
-        real(ds, tmp, outputs)  # the files are written ...
+    def dies(ds: xr.Dataset, tmp: Path, outputs: list[str], sites: str | None) -> list[str]:
+        real(ds, tmp, outputs, sites)  # the files are written ...
         raise KeyboardInterrupt("killed mid-export")  # ... and the worker dies before COMPLETE
 
     monkeypatch.setattr(cycle_mod, "_export", dies)
@@ -187,9 +187,10 @@ def test_product_mistakes_are_named(setup: CycleSources, tmp_path: Path) -> None
         ProductConfig(kind="ensemble", members=1)
     with pytest.raises(ProductError, match="not on its cycle"):
         run_cycle("det", PRODUCT, _sources(setup, tmp_path), T0 + timedelta(hours=6))
-    bad = PRODUCT.model_copy(update={"outputs": ["geotiff"]})
-    with pytest.raises(ProductError, match="no writer"):
-        run_cycle("det", bad.model_copy(update={"fallback": "none"}), _sources(setup, tmp_path), T0)
+    with pytest.raises(ValidationError, match=r"outputs \['geotiff'\] have no writer"):
+        ProductConfig(outputs=["zarr", "geotiff"])
+    with pytest.raises(ValidationError, match="point outputs need `sites`"):
+        ProductConfig(outputs=["points_csv"])
 
 
 def _workdir(setup: CycleSources, tmp_path: Path, products: str) -> Path:
@@ -303,3 +304,23 @@ def test_ensemble_members_are_reproducible_and_independent(
     # (a 4-step model barely listens to its observations: the spread is small but not zero)
     spread = da["t2m"].std("member").isel(lead_time=-1).values
     assert float(spread.min()) > 0
+
+
+def test_every_output_format_is_published_together(
+    setup: CycleSources, tmp_path: Path, tiny_obs: pd.DataFrame
+) -> None:
+    sites = tmp_path / "sites.csv"
+    st = tiny_obs.drop_duplicates("station_id").head(3)
+    st = st.rename(columns={"station_id": "site_id"})
+    st[["site_id", "lat", "lon", "elevation"]].to_csv(sites, index=False)
+    product = PRODUCT.model_copy(
+        update={"outputs": ["netcdf", "grib2", "points_csv"], "sites": str(sites)}
+    )
+    r = run_cycle("all", product, _sources(setup, tmp_path), T0)
+    files = json.loads((r.path / "COMPLETE").read_text())["files"]  # type: ignore[operator]
+    assert files == ["forecast.zarr", "forecast.nc", "forecast.grib2", "forecast.csv"]
+    zarr = xr.open_zarr(r.path / "forecast.zarr", consolidated=False)  # type: ignore[operator]
+    nc = xr.open_dataset(r.path / "forecast.nc")  # type: ignore[operator]
+    assert nc["t2m"].shape[-2:] == zarr["t2m"].shape[-2:]
+    points = pd.read_csv(r.path / "forecast.csv")  # type: ignore[operator]
+    assert set(points["site_id"]) == set(st["site_id"])

@@ -27,7 +27,6 @@ from stratocast.infer.forecast import check_compatible, forecast_dataset
 from stratocast.infer.products import ProductConfig, ProductError
 from stratocast.infer.publish import previous, publish, published
 from stratocast.infer.warm import WarmModel
-from stratocast.infer.writers.zarr_writer import write_zarr
 from stratocast.shards.layout import Manifest, load_manifest
 from stratocast.shards.windows import obs_windows
 
@@ -98,13 +97,15 @@ def cycle_inputs(
     return obs_windows(obs, m.station_ids, m.obs_variables, first, step_hours, history)
 
 
-def _export(ds: xr.Dataset, tmp: Path, outputs: list[str]) -> list[str]:
+def _export(ds: xr.Dataset, tmp: Path, outputs: list[str], sites: str | None = None) -> list[str]:
+    from stratocast.infer.writers.registry import get_writer
+
     files = []
-    for name in outputs:
-        if name != "zarr":
-            raise ProductError(f"output {name!r} has no writer; known: ['zarr']")
-        write_zarr(ds, tmp / "forecast.zarr")
-        files.append("forecast.zarr")
+    for name in ["zarr", *(o for o in outputs if o != "zarr")]:
+        writer = get_writer(name, sites=sites) if name.startswith("points") else get_writer(name)
+        file = f"forecast{writer.suffix}"
+        writer.write(ds, tmp / file)
+        files.append(file)
     return files
 
 
@@ -230,7 +231,7 @@ def run_cycle(
     t3 = time.perf_counter()
 
     def write(tmp: Path) -> list[str]:
-        return _export(ds, tmp, product.outputs)
+        return _export(ds, tmp, product.outputs, product.sites)
 
     published_at = clock()
     record["published_at"] = published_at.isoformat()

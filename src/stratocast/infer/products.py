@@ -50,13 +50,23 @@ class ProductConfig(ComponentConfig):
     deadline_minutes: int = count(180, ge=1, le=MINUTES_MAX)
     horizon_hours: int = count(240, ge=0, le=HORIZON_HOURS_MAX)
     members: int = count(1, le=MEMBERS_MAX)
+    # formats by writer name (stratocast.infer.writers.registry); Zarr is always written too:
+    # it is the archive that verification and the fallback read
     outputs: list[str] = Field(default=["zarr"], min_length=1, max_length=16)
+    sites: str | None = None  # CSV of site_id, lat, lon[, elevation] for point outputs
     fallback: Literal["previous", "none"] = "previous"
     checkpoint: str | None = None  # default: the run's trained model (<workdir>/train/model.pt)
 
     @model_validator(mode="after")
     def _check(self) -> ProductConfig:
         cron_trigger(self.cycle)
+        from stratocast.infer.writers.registry import available_writers
+
+        unknown = [o for o in self.outputs if o not in available_writers()]
+        if unknown:
+            raise ValueError(f"outputs {unknown} have no writer; available: {available_writers()}")
+        if self.sites is None and any(o.startswith("points") for o in self.outputs):
+            raise ValueError("point outputs need `sites` (a CSV of site_id, lat, lon)")
         if self.cutoff_minutes >= self.deadline_minutes:
             raise ValueError(
                 f"cutoff_minutes {self.cutoff_minutes} is not before deadline_minutes "
