@@ -1,6 +1,7 @@
 """Forecast export to CF-NetCDF4 (CF-1.8), the layout CF readers and checkers expect of a
-forecast: ``forecast_reference_time`` × [``realization`` ×] ``forecast_period`` × lat × lon,
-with the valid ``time`` as a 2-D auxiliary coordinate.
+forecast: [``realization`` ×] ``forecast_period`` × ``forecast_reference_time`` × lat × lon
+(CF's recommended order: other dimensions left of T, Y, X), with the valid ``time`` as a 2-D
+auxiliary coordinate.
 
 Channels keep their canonical names and carry CF ``standard_name``/``units``; missing values
 are the netCDF default fill value. Each variable is chunked one (reference time, realization,
@@ -30,14 +31,18 @@ def to_cf(ds: xr.Dataset, path: Path) -> xr.Dataset:
     out = ds.rename(_RENAME)
     if "member" in out.dims:
         out = out.rename({"member": "realization"}).assign_coords(
-            realization=("realization", members(ds), {"standard_name": "realization"})
+            realization=(
+                "realization",
+                np.asarray(members(ds), dtype=np.int32),  # CF data types: no 64-bit integers
+                {"standard_name": "realization", "units": "1"},
+            )
         )
     ref = out["forecast_reference_time"].values.astype("datetime64[ns]")
     period = np.asarray(out["forecast_period"].values, dtype=np.int32)
-    valid = ref[:, None] + period[None, :].astype("timedelta64[h]")
+    valid = period[:, None].astype("timedelta64[h]") + ref[None, :]
     out = out.assign_coords(
         forecast_period=("forecast_period", period),
-        time=(("forecast_reference_time", "forecast_period"), valid),
+        time=(("forecast_period", "forecast_reference_time"), valid),
     )
     out["forecast_reference_time"].attrs = {"standard_name": "forecast_reference_time"}
     out["forecast_period"].attrs = {
@@ -59,8 +64,11 @@ def to_cf(ds: xr.Dataset, path: Path) -> xr.Dataset:
         "Conventions": "CF-1.8",
         **{k: str(v) for k, v in ds.attrs.items()},
         "source": str(ds.attrs.get("model", "stratocast")),
+        "history": f"written by stratocast {ds.attrs.get('stratocast_version', '')}".strip(),
     }
-    order = ["forecast_reference_time", "realization", "forecast_period", "lat", "lon"]
+    # CF's recommended order: the time axis (the reference time, as CF checkers guess it) next
+    # to Y, X, and any other dimension (realization, period) to its left
+    order = ["realization", "forecast_period", "forecast_reference_time", "lat", "lon"]
     dims = [d for d in order if d in out.dims]
     return out.transpose(*dims)
 
@@ -91,8 +99,10 @@ class NetcdfWriter:
                 "shuffle": True,
                 "chunksizes": chunks,
             }
+        for name in map(str, cf.coords):
+            encoding[name] = {"_FillValue": None}  # CF: coordinates have no missing values
         for name in ("forecast_reference_time", "time"):
-            encoding[name] = {"units": _EPOCH, "calendar": "proleptic_gregorian", "dtype": "f8"}
+            encoding[name].update(units=_EPOCH, calendar="proleptic_gregorian", dtype="f8")
         with atomic_target(path) as tmp:
             try:
                 cf.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding)
