@@ -15,8 +15,9 @@ Members keep their numbers (``perturbationNumber``, ``numberOfForecastsInEnsembl
 are simple-packed (16 bits by default); a NaN is a missing point in the bitmap (section 6),
 never a sentinel value a reader could take for data.
 
-Speed: every static key is set once per (variable, member) on a template handle; a message
-then costs a clone, the date, the step and the values (packed inside ecCodes). The static
+Speed: every static key is set once per (variable, member) on one handle, which then encodes
+each of its fields in turn: a message costs the date, the step and the values (packed inside
+ecCodes), no clone. The static
 orography is not written (a GRIB product carries forecast fields; Zarr and NetCDF carry it).
 """
 
@@ -272,9 +273,11 @@ class Grib2Writer:
 
     @staticmethod
     def _message(
-        tmpl: int, path: Path, name: str, lead: int, accumulated: bool, values: np.ndarray
+        h: int, path: Path, name: str, lead: int, accumulated: bool, values: np.ndarray
     ) -> bytes:
-        h = eccodes.codes_clone(tmpl)
+        """Encode one field on the (variable, member) handle ``h`` itself: reusing it, not a
+        clone, saves re-parsing a whole message per field (cloning was half the time on a
+        181×360 grid); everything a field changes — step, bitmap, values — is set each time."""
         try:
             if accumulated:  # statistically processed over (init, init + lead]
                 eccodes.codes_set(h, "startStep", 0)
@@ -291,12 +294,12 @@ class Grib2Writer:
                 eccodes.codes_set(h, "bitmapPresent", 1)
                 eccodes.codes_set(h, "missingValue", sentinel)
                 flat = np.where(missing, sentinel, flat)
+            elif eccodes.codes_get(h, "bitmapPresent"):
+                eccodes.codes_set(h, "bitmapPresent", 0)  # left on by an earlier field
             eccodes.codes_set_values(h, flat)
             return bytes(eccodes.codes_get_message(h))
         except eccodes.GribInternalError as err:
             raise WriterError(path, f"ecCodes cannot encode lead {lead} h: {err}", name) from err
-        finally:
-            eccodes.codes_release(h)
 
     def write(self, ds: xr.Dataset, path: Path) -> Path:
         path = Path(path)
