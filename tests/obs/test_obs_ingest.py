@@ -69,7 +69,9 @@ def test_real_files_end_to_end(tmp_path: Path, airports: StationCatalogue) -> No
         "variable",
         "value",
         "report_id",
+        "received",
     }
+    assert obs["received"].notna().all()  # every row knows when its file was received
     q = read_quarantine(store)
     nul = q[q["report_id"] == "nullbyte.txt:5"]
     assert len(nul) == 1 and "control character" in nul["reason"].iloc[0]

@@ -20,6 +20,23 @@ an original (or an older letter) arriving after its correction is quarantined as
 ``corrected``. Parts of a file named by a file of this run come from an interrupted earlier
 attempt at it: they are not QC context, and are replaced.
 
+Receipt time: every stored row carries ``received`` (UTC), when its input file was received,
+chosen per run (``IngestConfig.received``) or per source (``SourceSpec.received``):
+
+* ``mtime`` (default): the file's modification time. An inbox that a downloader, a WIS2/LDM
+  client or :func:`stratocast.world.replay.replay` fills by atomic rename keeps the time the
+  file appeared there; a remote input (downloaded by this run) gets the run's start time;
+* ``arrival``: the file's arrival time in an arrival manifest (``IngestConfig.arrivals``: the
+  world's ``arrivals.csv`` or the directory holding it), looked up by content hash; a file
+  the manifest does not list is a file error (not ingested, retried by the next run);
+* ``ingest``: this run's start time (wall clock).
+
+Re-ingesting a file is skipped by its content hash, so the *first* receipt is the one kept;
+a corrected bulletin is another file, with its own receipt time (and the rows it retracts
+record it as ``superseded_at``). Pointing a source at an inbox folder
+(``paths: [inbox/metar/*.txt]``) therefore ingests, on each run, only the files that arrived
+since the last one; the hidden temp names of an in-progress delivery match no such glob.
+
 Remote inputs (``s3://``, ``http(s)://`` ...) are downloaded to a content-addressed cache first
 (:mod:`stratocast.obs.remote`) and then read like local files.
 """
@@ -28,6 +45,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -36,13 +54,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
 from stratocast.config import WORKERS_MAX, ComponentConfig, count
+from stratocast.errors import StratocastError
 from stratocast.obs.accounting import Accounting, FileError, SourceAccount
 from stratocast.obs.qc import QCConfig, run_qc, superseded_in_store
 from stratocast.obs.registry import available_sources, get_source
@@ -65,6 +84,9 @@ from stratocast.obs.table import Decoded, collect
 
 log = logging.getLogger(__name__)
 
+#: where a row's ``received`` time comes from (module docstring)
+ReceivedMode = Literal["mtime", "arrival", "ingest"]
+
 
 class SourceSpec(ComponentConfig):
     """One source of a run: registry name, input globs, reader options."""
@@ -72,6 +94,9 @@ class SourceSpec(ComponentConfig):
     name: str
     paths: list[str] = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    received: ReceivedMode | None = Field(
+        default=None, description="receipt time of this source's files; None: the run's"
+    )
 
     @field_validator("name")
     @classmethod
@@ -120,6 +145,26 @@ class IngestConfig(ComponentConfig):
     qc_against_store: bool = Field(
         default=True, description="use already-stored rows as context for duplicate/temporal checks"
     )
+    received: ReceivedMode = Field(
+        default="mtime",
+        description="receipt time of each file: its mtime (an inbox), its arrival in the "
+        "`arrivals` manifest (a world replay) or this run's start time",
+    )
+    arrivals: str | None = Field(
+        default=None,
+        description="arrival manifest for received='arrival': arrivals.csv (columns sha256, "
+        "arrival) or the world's observation directory holding it",
+    )
+
+    @model_validator(mode="after")
+    def _arrivals_named(self) -> IngestConfig:
+        uses = [s.name for s in self.sources if (s.received or self.received) == "arrival"]
+        if uses and self.arrivals is None:
+            raise ValueError(
+                f"received='arrival' (sources {', '.join(uses)}) needs `arrivals`, the arrival "
+                "manifest (arrivals.csv) or the directory holding it"
+            )
+        return self
 
 
 @dataclass
@@ -129,6 +174,50 @@ class _Task:
     path: Path  # local file the reader opens (a cached download for remote inputs)
     key: str  # sha256 of the content
     origin: str  # what the user named: the local path or the URL
+    received: pd.Timestamp  # UTC, microseconds
+
+
+class _Receipt:
+    """Receipt times of one run's files, by the run's and each source's ``received`` mode."""
+
+    def __init__(self, cfg: IngestConfig, now: datetime) -> None:
+        self.cfg = cfg
+        self.now = pd.Timestamp(now).tz_convert("UTC").floor("us")
+        self._arrivals: dict[str, pd.Timestamp] | None = None
+
+    def _by_hash(self) -> dict[str, pd.Timestamp]:
+        if self._arrivals is None:
+            path = Path(str(self.cfg.arrivals))
+            if path.is_dir():
+                path = path / "arrivals.csv"
+            try:
+                df = pd.read_csv(path, usecols=["sha256", "arrival"], dtype={"sha256": str})
+            except (OSError, ValueError) as err:
+                raise IngestConfigError(f"arrival manifest {path}: {err}") from None
+            arrival = pd.to_datetime(df["arrival"], utc=True)
+            first = arrival.groupby(df["sha256"]).min()  # identical bytes: the first copy
+            self._arrivals = {str(k): pd.Timestamp(v) for k, v in first.items()}
+        return self._arrivals
+
+    def of(self, spec: SourceSpec, key: str, local: Path | None) -> pd.Timestamp | str:
+        """The receipt time of one file, or why there is none (a file error)."""
+        mode = spec.received or self.cfg.received
+        if mode == "arrival":
+            found = self._by_hash().get(key)
+            if found is None:
+                return f"not in the arrival manifest {self.cfg.arrivals}"
+            return found.floor("us")
+        if mode == "mtime" and local is not None:
+            try:
+                ns = os.stat(local).st_mtime_ns
+            except OSError as err:
+                return f"unreadable: {err.strerror or err}"
+            return pd.Timestamp(ns, unit="ns", tz="UTC").floor("us")
+        return self.now  # "ingest", and "mtime" of a download this run made
+
+
+class IngestConfigError(StratocastError, ValueError):
+    """An ingest setting that only fails when used (an unreadable arrival manifest)."""
 
 
 def _decode_file(
@@ -171,9 +260,20 @@ def _expand_remote(
 
 
 def _expand(
-    cfg: IngestConfig, store: Path, acc: Accounting
+    cfg: IngestConfig, store: Path, acc: Accounting, receipt: _Receipt
 ) -> list[_Task]:  # globs -> tasks, recording missing/unreadable/already-ingested files
     tasks: list[_Task] = []
+
+    def received(
+        spec: SourceSpec, key: str, local: Path | None, origin: str
+    ) -> pd.Timestamp | None:
+        when = receipt.of(spec, key, local)
+        if isinstance(when, str):
+            acc.file_errors.append(FileError(spec.name, origin, when))
+            acc.source(spec.name).files_failed += 1
+            return None
+        return when
+
     seen: set[tuple[str, str]] = set()
     cache = Path(cfg.cache_dir) if cfg.cache_dir else store / "cache" / "remote"
     for spec in cfg.sources:
@@ -187,8 +287,11 @@ def _expand(
                     if (spec.name, key) in seen or is_ingested(store, spec.name, key):
                         account.files_skipped += 1
                         continue
+                    when = received(spec, key, None, url)
+                    if when is None:
+                        continue
                     seen.add((spec.name, key))
-                    tasks.append(_Task(spec.name, dict(options), path, key, url))
+                    tasks.append(_Task(spec.name, dict(options), path, key, url, when))
                 continue
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
@@ -214,8 +317,11 @@ def _expand(
                 if (spec.name, key) in seen or is_ingested(store, spec.name, key):
                     account.files_skipped += 1
                     continue
+                when = received(spec, key, path, m)
+                if when is None:
+                    continue
                 seen.add((spec.name, key))
-                tasks.append(_Task(spec.name, dict(options), path, key, m))
+                tasks.append(_Task(spec.name, dict(options), path, key, m, when))
     return tasks
 
 
@@ -331,7 +437,7 @@ def _retract_all(
         if rows.empty:
             continue
         # prior rows go back into the superseded part this replaces, or they would be lost
-        rows = rows.drop_duplicates(ROW_KEY)
+        rows = rows.drop_duplicates(ROW_KEY).assign(superseded_at=task.received)
         retract(store, task.source, task.key, rows, new.loc[new["_key"] == i, PART].tolist())
         moved[i] = rows
     # rows already in superseded but still in an obs part: a crash between retract's steps
@@ -353,8 +459,9 @@ def ingest(
     run's accounting is also written to ``<store>/accounting/<run_id>.json`` at the end.
     """
     store = Path(store_dir)
-    acc = Accounting(run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
-    tasks = _expand(cfg, store, acc)
+    now = datetime.now(UTC)
+    acc = Accounting(run_id=now.strftime("%Y%m%dT%H%M%S%fZ"))
+    tasks = _expand(cfg, store, acc, _Receipt(cfg, now))
 
     decoded: list[tuple[_Task, Decoded]] = []
     offset = 0
@@ -365,6 +472,7 @@ def ingest(
             acc.file_errors.append(FileError(task.source, task.origin, result))
             acc.source(task.source).files_failed += 1
             continue
+        _stamp(result, task.received)
         # report keys restart at 0 in each file: make them unique across the run
         result.values["report_key"] += offset
         result.values["_file"] = len(decoded)
@@ -415,6 +523,7 @@ def ingest(
                 "path": task.origin,
                 "sha256": task.key,
                 "run_id": acc.run_id,
+                "received": task.received.isoformat(),
                 "values_stored": len(good_rows),
                 "values_quarantined": len(bad_rows),
                 "records_rejected": len(d.rejected),
@@ -425,6 +534,13 @@ def ingest(
     acc.verify()
     acc.write(store / "accounting" / f"{acc.run_id}.json")
     return acc
+
+
+def _stamp(d: Decoded, received: pd.Timestamp) -> None:
+    """Every row of one file, stored or quarantined, gets the file's receipt time."""
+    for frame in (d.values, d.rejected, d.unparsed):
+        if frame is not None:
+            frame["received"] = pd.Series(received, index=frame.index, dtype="datetime64[us, UTC]")
 
 
 def _account_superseded(

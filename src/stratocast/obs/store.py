@@ -26,6 +26,22 @@ A crash before 1 leaves the rows stored (the correcting file has no manifest, so
 redoes everything); a crash between 1 and 2 leaves them physically in both trees but visible
 only as superseded, and the next ingest of an overlapping time window finishes step 2. Rows
 are never absent from both. One ingest at a time per store (no locking).
+
+Receipt time (``received``, UTC): when the input file a row came from was received (ingest's
+``received`` option: the file's mtime in an inbox, its scheduled arrival in a world replay, or
+the ingest run's clock); every row of one file shares it, quarantined rows included. Superseded
+rows also keep ``superseded_at``, the receipt time of the correction that retracted them.
+:func:`read_observations` with ``received_by`` gives the store as a cycle with that cut-off
+saw it: rows received later are left out, and an original whose correction arrived after the
+cut-off is shown again in its place. (Within one ingest run a correction quarantines its
+original outright, so an original and its correction ingested together cannot be told apart
+by a cut-off between their receipt times.)
+
+Format versions: columns are only ever added, and every reader reads with the full schema, so
+parts written before a column existed read it as null. Stores written before ``received``
+(and ``superseded_at``) existed therefore read unchanged, with ``received`` null: "received at
+an unknown time", which ``read_observations(received_by=...)`` counts as received by any
+cut-off unless ``include_unknown=False``. No migration rewrites old parts.
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ OBS_SCHEMA = pa.schema(
         ("variable", pa.string()),
         ("value", pa.float64()),
         ("report_id", pa.string()),
+        ("received", pa.timestamp("us", tz="UTC")),  # null in parts older than the column
     ]
 )
 QUARANTINE_SCHEMA = pa.schema(
@@ -70,8 +87,16 @@ QUARANTINE_SCHEMA = pa.schema(
 # is in ``raw_length``): one hostile 10 MB "report" must not become a 10 MB row.
 RAW_CAP = 4096
 SUPERSEDED_SCHEMA = pa.schema(
-    [*OBS_SCHEMA, ("reason", pa.string()), ("check", pa.string()), ("superseded_by", pa.string())]
+    [
+        *OBS_SCHEMA,
+        ("reason", pa.string()),
+        ("check", pa.string()),
+        ("superseded_by", pa.string()),
+        ("superseded_at", pa.timestamp("us", tz="UTC")),  # when the correction was received
+    ]
 )
+# Columns a writer may leave out (null): receipt times are unknown to callers that predate them.
+_NULLABLE_ADDED = ("received", "superseded_at")
 SUPERSEDED = "superseded"  # the check name of retracted rows
 # what identifies one stored value across trees (report_id alone repeats per variable)
 ROW_KEY = ["source", "station_id", "time", "variable", "report_id"]
@@ -102,6 +127,11 @@ def _write_partitioned(
 ) -> list[Path]:
     if df.empty:
         return []
+    absent = [c for c in _NULLABLE_ADDED if c in schema.names and c not in df]
+    if absent:
+        df = df.assign(
+            **{c: pd.Series(pd.NaT, index=df.index, dtype="datetime64[us, UTC]") for c in absent}
+        )
     dates = df["time"].dt.strftime("%Y-%m-%d").fillna(UNDATED)
     file_schema = pa.schema([f for f in schema if f.name != "source"])
     written = []
@@ -214,6 +244,11 @@ def _hide_superseded(obs: pd.DataFrame, gone: pd.DataFrame) -> pd.DataFrame:
     return obs[~pd.MultiIndex.from_frame(obs[ROW_KEY]).isin(keys)].reset_index(drop=True)
 
 
+def _received_by(received: pd.Series, cut: pd.Timestamp, include_unknown: bool) -> pd.Series:
+    known = received.notna()
+    return (known & (received <= cut)) | (~known & include_unknown)
+
+
 def read_observations(
     store: Path | str,
     variables: Iterable[str] | None = None,
@@ -221,15 +256,48 @@ def read_observations(
     end: datetime | str | None = None,
     stations: Iterable[str] | None = None,
     sources: Iterable[str] | None = None,
+    received_by: datetime | str | pd.Timestamp | None = None,
+    include_unknown: bool = True,
 ) -> pd.DataFrame:
     """Stored observations (long format, OBS_SCHEMA columns), filtered; bounds inclusive.
 
     Rows retracted by a later correction are left out even while a crashed run has not yet
     removed them from their ``obs`` part (see the module docstring).
+
+    ``received_by`` (naive = UTC): only rows received by then (inclusive), and an original
+    whose correction was received after it instead of that correction: what a cycle with
+    this cut-off had. Rows with no receipt time (stores older than the column) count as
+    received unless ``include_unknown`` is False.
     """
     args = (variables, start, end, stations, sources)
     obs = _read(Path(store) / "obs", OBS_SCHEMA, *args)
-    return _hide_superseded(obs, _read(Path(store) / SUPERSEDED, SUPERSEDED_SCHEMA, *args))
+    gone = _read(Path(store) / SUPERSEDED, SUPERSEDED_SCHEMA, *args)
+    visible = _hide_superseded(obs, gone)
+    if received_by is None:
+        return visible
+    cut = _utc(received_by)
+    visible = visible[_received_by(visible["received"], cut, include_unknown)]
+    # superseded_at null (a retraction older than the column) = superseded before any cut-off
+    pending = gone[gone["superseded_at"].notna() & (gone["superseded_at"] > cut)]
+    back = pending[_received_by(pending["received"], cut, include_unknown)]
+    if back.empty:
+        return visible.reset_index(drop=True)
+    back = back[OBS_SCHEMA.names].drop_duplicates(ROW_KEY)
+    return pd.concat([visible, back], ignore_index=True)
+
+
+def late_mask(df: pd.DataFrame, threshold: pd.Timedelta | str = "1h") -> pd.Series:
+    """Rows received more than ``threshold`` after their observation time (unknown receipt
+    is not late)."""
+    delay = df["received"] - df["time"]
+    return (delay > pd.Timedelta(threshold)).fillna(False).astype(bool)
+
+
+def count_late(df: pd.DataFrame, threshold: pd.Timedelta | str = "1h") -> int:
+    """Reports (distinct source and report id) received more than ``threshold`` after their
+    observation time: what a cycle counts as "arrived late"."""
+    late = df[late_mask(df, threshold)]
+    return len(late.drop_duplicates(["source", "report_id"]))
 
 
 def read_superseded(
