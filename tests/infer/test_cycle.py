@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -324,3 +326,43 @@ def test_every_output_format_is_published_together(
     assert nc["t2m"].shape[-2:] == zarr["t2m"].shape[-2:]
     points = pd.read_csv(r.path / "forecast.csv")  # type: ignore[operator]
     assert set(points["site_id"]) == set(st["site_id"])
+
+
+def test_operate_in_real_time_publishes_at_the_cut_off(
+    setup: CycleSources, tiny_obs: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The APScheduler path on the real clock: a product every minute with no cut-off; the
+    store's reports are moved to the present so the next minute's windows hold some."""
+    from stratocast.infer.operate import serve
+
+    now = datetime.now(UTC)
+    shift = pd.Timestamp(now).floor("6h") - pd.Timestamp("2000-01-17T00", tz="UTC")
+    obs = tiny_obs.copy()
+    obs["time"] = obs["time"] + shift
+    if "received" in OBS_SCHEMA.names and "received" not in obs:
+        obs["received"] = pd.NaT
+    write_observations(tmp_path / "store", "synthetic", "1" * 16, obs)
+    src = _sources(setup, tmp_path, store=tmp_path / "store")
+    product = ProductConfig(
+        cycle="* * * * *", cutoff_minutes=0, deadline_minutes=2, horizon_hours=12
+    )
+    stop = threading.Event()
+    base = src.products / "minutely"
+
+    def watch() -> None:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not stop.is_set():
+            if base.is_dir() and any((p / "COMPLETE").is_file() for p in base.iterdir()):
+                stop.set()
+            time.sleep(0.5)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    tallies = serve({"minutely": product}, src, stop)
+    t = tallies["minutely"]
+    assert t.published >= 1, vars(t)
+    done = [p for p in base.iterdir() if (p / "COMPLETE").is_file()]
+    record = json.loads((done[0] / "COMPLETE").read_text())
+    cycle_time = datetime.fromisoformat(record["cycle_time"])
+    assert cycle_time.second == 0 and now - timedelta(minutes=1) <= cycle_time <= datetime.now(UTC)
+    assert record["observations_used"] > 0 and t.margin_s[0] > 0

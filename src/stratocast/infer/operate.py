@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from apscheduler.triggers.base import BaseTrigger
+
 from stratocast.errors import StratocastError
 from stratocast.infer.cycle import Clock, CycleResult, CycleSources, run_cycle
 from stratocast.infer.products import ProductConfig
@@ -128,11 +130,17 @@ def serve(
         now = clock()
         t = now - timedelta(minutes=product.cutoff_minutes)
         t = t.replace(second=0, microsecond=0)
+        sched.add_job(check_deadline, DateTrigger(product.deadline(t)), args=(name, t))
         with lock:
             src = _sources(base, product)
-            r = run_cycle(name, product, src, t, warm=models.get(src.checkpoint), clock=clock)
+            try:
+                r = run_cycle(name, product, src, t, warm=models.get(src.checkpoint), clock=clock)
+            except StratocastError as err:  # nothing published: the deadline check counts it
+                log.error("%s %s: %s", name, t.isoformat(), err)
+                tallies[name].cycles += 1
+                return
             tallies[name].add(r, (clock() - product.cutoff(t)).total_seconds())
-        sched.add_job(check_deadline, DateTrigger(product.deadline(t)), args=(name, t))
+            log.info("%s %s: %s", name, t.isoformat(), r.status)
 
     def check_deadline(name: str, t: datetime) -> None:
         if published(base.products, name, t) is None:
@@ -152,10 +160,10 @@ def serve(
     return tallies
 
 
-class _ShiftedTrigger:
+class _ShiftedTrigger(BaseTrigger):
     """An APScheduler trigger firing ``shift`` after another one."""
 
-    def __init__(self, inner, shift: timedelta) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, inner: BaseTrigger, shift: timedelta) -> None:
         self.inner, self.shift = inner, shift
 
     def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:

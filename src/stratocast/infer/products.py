@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 from stratocast.config import HORIZON_HOURS_MAX, ComponentConfig, count
 from stratocast.errors import StratocastError
@@ -32,7 +35,7 @@ class ProductError(StratocastError, ValueError):
     """A product request that cannot be served (the message says which product and why)."""
 
 
-def cron_trigger(expr: str):  # type: ignore[no-untyped-def]  # apscheduler ships no types
+def cron_trigger(expr: str) -> CronTrigger:
     from apscheduler.triggers.cron import CronTrigger
 
     try:
