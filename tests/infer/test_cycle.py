@@ -366,3 +366,31 @@ def test_operate_in_real_time_publishes_at_the_cut_off(
     cycle_time = datetime.fromisoformat(record["cycle_time"])
     assert cycle_time.second == 0 and now - timedelta(minutes=1) <= cycle_time <= datetime.now(UTC)
     assert record["observations_used"] > 0 and t.margin_s[0] > 0
+
+
+def test_the_archive_holds_the_published_cycles_without_fallbacks(
+    setup: CycleSources, tmp_path: Path
+) -> None:
+    from stratocast.infer.archive import assemble
+
+    src = _sources(setup, tmp_path)
+    warm = WarmModel(setup.checkpoint)
+    for k in range(3):
+        run_cycle("det", PRODUCT, src, T0 + timedelta(hours=12 * k), warm=warm)
+    gone = _sources(setup, tmp_path, checkpoint=tmp_path / "missing.pt")
+    assert run_cycle("det", PRODUCT, gone, T0 + timedelta(hours=36)).status == "fallback"
+    out, used, fallbacks = assemble(src.products, "det", tmp_path / "det.zarr")
+    assert (used, fallbacks) == (3, 1)
+    ds = xr.open_zarr(out, consolidated=False)
+    want = [
+        np.datetime64("2000-01-17T00"),
+        np.datetime64("2000-01-17T12"),
+        np.datetime64("2000-01-18T00"),
+    ]
+    assert list(ds["init_time"].values.astype("datetime64[h]")) == want
+    one = xr.open_zarr(src.products / "det" / "20000117T1200" / "forecast.zarr", consolidated=False)
+    np.testing.assert_array_equal(
+        ds["t2m"].isel(init_time=1).values, one["t2m"].isel(init_time=0).values
+    )
+    with pytest.raises(ProductError, match="no published cycles of product nope"):
+        assemble(src.products, "nope", tmp_path / "x.zarr")

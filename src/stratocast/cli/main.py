@@ -145,6 +145,8 @@ def _run(args: argparse.Namespace, where: list[str]) -> int:
     where.append(f"in the run's workdir {paths.workdir}")
     if args.command == "cycle":
         return products_cmd.cycle(cfg, paths, args)
+    if args.command == "verify" and args.product is not None:
+        return products_cmd.verify_product(cfg, paths, args)
     if args.command == "operate":
         return products_cmd.operate(cfg, paths, args)
     progress = not args.no_progress

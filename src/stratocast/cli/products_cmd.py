@@ -58,6 +58,30 @@ def demo_stage(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
     print(table(tallies))
 
 
+def verify_product(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
+    """``verify --product P [--reference persistence|climatology|product:Q]``: the product's
+    archive against the held-out stations of the run's store."""
+    from stratocast.cli.stages import station_roles
+    from stratocast.infer.archive import assemble
+    from stratocast.verify.run import verify_paths
+
+    out = paths.verify / "products"
+    _products(cfg, [args.product])
+    archive, used, fallbacks = assemble(paths.products, args.product, out / f"{args.product}.zarr")
+    reference = args.reference
+    if reference.startswith("product:"):
+        other = reference.removeprefix("product:")
+        _products(cfg, [other])
+        reference = str(assemble(paths.products, other, out / f"{other}.zarr")[0])
+    print(f"{args.product}: {used} cycles scored, {fallbacks} fallbacks left out")
+    result = verify_paths(
+        archive, paths.store, reference, out / args.product, None, station_roles(paths)
+    )
+    print(result.rmse_table().to_string(index=False))
+    print(f"report: {result.report_path}")
+    return 0
+
+
 def cycle(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
     from stratocast.infer.cycle import run_cycle
 

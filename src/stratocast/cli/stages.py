@@ -216,6 +216,12 @@ def add_verify_arguments(sp: argparse.ArgumentParser) -> None:
         "--stations", type=Path, default=None, help="catalogue CSV: score its role 'verify' rows"
     )
     sp.add_argument(
+        "--product",
+        default=None,
+        help="with --config: score a product's published cycles (fallbacks left out); "
+        "--reference may then name another product as product:NAME",
+    )
+    sp.add_argument(
         "--analysis",
         default=None,
         help="Zarr/NetCDF (time, lat, lon) on the forecast grid, or 'truth' (the world's) "
