@@ -87,7 +87,8 @@ def test_online_windows_equal_the_shards_bit_for_bit(setup: CycleSources) -> Non
     checked = 0
     for i in (1, 17, 40, 63, len(times) - 1):
         t = pd.Timestamp(times[i]).tz_localize("UTC").to_pydatetime()
-        obs = cycle_observations(setup.store, list(m.obs_variables), t, 2, 6, None)
+        obs, late = cycle_observations(setup.store, list(m.obs_variables), t, 2, 6, None)
+        assert late == 0
         online = cycle_inputs(obs, m, t, 2, 6)
         want = raw[i - 1 : i + 1]
         assert online.dtype == want.dtype and online.shape == want.shape
@@ -394,3 +395,28 @@ def test_the_archive_holds_the_published_cycles_without_fallbacks(
     )
     with pytest.raises(ProductError, match="no published cycles of product nope"):
         assemble(src.products, "nope", tmp_path / "x.zarr")
+
+
+def test_operate_metrics_are_served_on_loopback(setup: CycleSources, tmp_path: Path) -> None:
+    import urllib.request
+
+    from stratocast.infer.metrics import OperateMetrics
+    from stratocast.infer.operate import replay
+
+    metrics = OperateMetrics()
+    server, _thread = metrics.serve(0)
+    try:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        src = _sources(setup, tmp_path)
+        day = (T0, T0 + timedelta(hours=23))
+        tallies = replay({"det": PRODUCT}, src, *day, metrics=metrics)
+        assert tallies["det"].published == 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        server.shutdown()
+    assert 'stratocast_cycles_total{product="det",status="published"} 2.0' in text
+    assert 'stratocast_cycle_phase_seconds_count{phase="compute",product="det"} 2.0' in text
+    assert "stratocast_model_load_seconds{checkpoint=" in text
+    assert 'stratocast_observations_used{product="det"}' in text

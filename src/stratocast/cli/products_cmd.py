@@ -25,6 +25,10 @@ def add_operate_arguments(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument("--until", default=None, help="with --replay: the last cycle time (ISO)")
     sp.add_argument("--product", action="append", default=None, help="only these products")
+    sp.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    sp.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port")
 
 
 def _products(cfg: RunConfig, names: list[str] | None) -> dict[str, ProductConfig]:
@@ -97,16 +101,21 @@ def cycle(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
 
 
 def operate(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
+    from stratocast.infer.metrics import OperateMetrics
     from stratocast.infer.operate import replay, serve, table
 
     products = _products(cfg, args.product)
     src = _sources(paths)
+    metrics = OperateMetrics()
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port, args.metrics_addr)
+        print(f"operate: metrics on http://{args.metrics_addr}:{args.metrics_port}/metrics")
     if args.replay is not None:
         start = parse_time(args.replay, "--replay")
         end = parse_time(args.until, "--until") if args.until else start
         if end < start:
             raise StageError(f"--until {end.isoformat()} is before --replay {start.isoformat()}")
-        tallies = replay(products, src, start, end)
+        tallies = replay(products, src, start, end, metrics=metrics)
     else:
         if args.until is not None:
             raise StageError("--until goes with --replay (real time runs until stopped)")
@@ -114,6 +123,6 @@ def operate(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         print(f"operate: {sorted(products)} on their schedules (Ctrl-C stops)")
-        tallies = serve(products, src, stop)
+        tallies = serve(products, src, stop, metrics=metrics)
     print(table(tallies))
     return 0

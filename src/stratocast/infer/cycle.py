@@ -52,6 +52,7 @@ class CycleResult:
     path: Path | None
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
     obs_used: int = 0
+    obs_late: int = 0  # reports of the windows received after the cut-off
     deadline_margin_s: float = 0.0  # deadline minus publication time (negative: missed)
     reason: str = ""
 
@@ -71,19 +72,23 @@ def cycle_observations(
     history: int,
     step_hours: int,
     received_by: datetime | None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, int]:
     """The stored reports that the windows of a cycle at ``cycle_time`` hold: (T - history ×
-    step, T], received by the cut-off where the store records receipt."""
+    step, T], received by the cut-off where the store records receipt; and how many of the
+    windows' reports arrived after it (late for this cycle, used by the next)."""
     from stratocast.obs.store import read_observations
 
     step = timedelta(hours=step_hours)
     first = cycle_time - (history - 1) * step
     obs = read_observations(store, variables=variables, start=first - step, end=cycle_time)
     obs = obs[obs["time"] > pd.Timestamp(first - step)]
+    late = 0
     if received_by is not None and "received" in obs.columns:
         got = obs["received"]
-        obs = obs[got.isna() | (got <= pd.Timestamp(received_by))]
-    return obs
+        in_time = (got.isna() | (got <= pd.Timestamp(received_by))).to_numpy()
+        late = int((~in_time).sum())
+        obs = obs[in_time]
+    return obs, late
 
 
 def cycle_inputs(
@@ -201,7 +206,7 @@ def run_cycle(
         m = load_manifest(src.shards)
         check_compatible(warm.card, src.shards, m)
         t1 = time.perf_counter()
-        obs = cycle_observations(
+        obs, n_late = cycle_observations(
             src.store,
             list(warm.card.geometry.obs_variables),
             cycle_time,
@@ -225,6 +230,7 @@ def run_cycle(
         "cutoff": product.cutoff(cycle_time).isoformat(),
         "deadline": deadline.isoformat(),
         "observations_used": n_obs,
+        "observations_late": n_late,
         "checkpoint": str(src.checkpoint),
         "fallback": False,
     }
@@ -238,7 +244,7 @@ def run_cycle(
     path = publish(src.products, name, cycle_time, write, {**record, "phases": phases})
     phases["export"] = time.perf_counter() - t3
     margin = (deadline - clock()).total_seconds()
-    return CycleResult(name, cycle_time, "published", path, phases, n_obs, margin)
+    return CycleResult(name, cycle_time, "published", path, phases, n_obs, n_late, margin)
 
 
 def _fallback(
@@ -271,4 +277,4 @@ def _fallback(
     }
     path = publish(src.products, name, cycle_time, lambda tmp: _export(ds, tmp, ["zarr"]), record)
     margin = (product.deadline(cycle_time) - clock()).total_seconds()
-    return CycleResult(name, cycle_time, "fallback", path, {}, 0, margin, reason)
+    return CycleResult(name, cycle_time, "fallback", path, {}, 0, 0, margin, reason)

@@ -23,6 +23,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from stratocast.errors import StratocastError
 from stratocast.infer.cycle import Clock, CycleResult, CycleSources, run_cycle
+from stratocast.infer.metrics import OperateMetrics
 from stratocast.infer.products import ProductConfig
 from stratocast.infer.publish import published
 from stratocast.infer.warm import WarmModel
@@ -54,9 +55,10 @@ class WarmModels:
     """One WarmModel per checkpoint file, loaded on first use; a file that cannot be loaded
     is retried at the next cycle (it may be being replaced)."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: OperateMetrics | None = None) -> None:
         self._models: dict[Path, WarmModel] = {}
         self.load_seconds: dict[Path, float] = {}
+        self.metrics = metrics
 
     def get(self, path: Path) -> WarmModel | None:
         if path not in self._models:
@@ -66,6 +68,8 @@ class WarmModels:
                 log.warning("model %s not loaded: %s", path, err)
                 return None
             self.load_seconds[path] = self._models[path].load_seconds
+            if self.metrics is not None:
+                self.metrics.model_loaded(path, self.load_seconds[path])
         return self._models[path]
 
 
@@ -81,6 +85,7 @@ def replay(
     start: datetime,
     end: datetime,
     before_cycle: Callable[[datetime], None] | None = None,
+    metrics: OperateMetrics | None = None,
 ) -> dict[str, ProductTally]:
     """Every cycle of every product with its cycle time in [start, end], in order of cut-off.
     ``before_cycle(t)`` runs first with the simulated time (e.g. replaying observations that
@@ -88,7 +93,7 @@ def replay(
     events = sorted(
         (p.cutoff(t), name, t) for name, p in products.items() for t in p.cycle_times(start, end)
     )
-    models = WarmModels()
+    models = WarmModels(metrics)
     tallies = {name: ProductTally() for name in products}
     for cutoff, name, t in events:
         product = products[name]
@@ -102,7 +107,10 @@ def replay(
         src = _sources(base, product)
         warm = models.get(src.checkpoint)
         r = run_cycle(name, product, src, t, warm=warm, clock=clock)
-        tallies[name].add(r, (clock() - cutoff).total_seconds())
+        latency = (clock() - cutoff).total_seconds()
+        tallies[name].add(r, latency)
+        if metrics is not None:
+            metrics.record(r, latency)
         log.info("%s %s: %s, margin %.0f s", name, t.isoformat(), r.status, r.deadline_margin_s)
     return tallies
 
@@ -112,6 +120,7 @@ def serve(
     base: CycleSources,
     stop: threading.Event,
     clock: Clock = lambda: datetime.now(UTC),
+    metrics: OperateMetrics | None = None,
 ) -> dict[str, ProductTally]:
     """Real time until ``stop`` is set. Cycles whose cut-off has passed when the process
     starts are not run (a missed cycle is `stratocast cycle`'s to redo, by hand or by cron)."""
@@ -120,7 +129,7 @@ def serve(
 
     from stratocast.infer.products import cron_trigger
 
-    models = WarmModels()
+    models = WarmModels(metrics)
     tallies = {name: ProductTally() for name in products}
     lock = threading.Lock()  # one cycle computes at a time: the model threads share the cores
     sched = BackgroundScheduler(timezone="UTC")
@@ -138,14 +147,21 @@ def serve(
             except StratocastError as err:  # nothing published: the deadline check counts it
                 log.error("%s %s: %s", name, t.isoformat(), err)
                 tallies[name].cycles += 1
+                if metrics is not None:
+                    metrics.failed(name)
                 return
-            tallies[name].add(r, (clock() - product.cutoff(t)).total_seconds())
+            latency = (clock() - product.cutoff(t)).total_seconds()
+            tallies[name].add(r, latency)
+            if metrics is not None:
+                metrics.record(r, latency)
             log.info("%s %s: %s", name, t.isoformat(), r.status)
 
     def check_deadline(name: str, t: datetime) -> None:
         if published(base.products, name, t) is None:
             log.warning("%s %s: not published by its deadline", name, t.isoformat())
             tallies[name].missed += 1
+            if metrics is not None:
+                metrics.misses.labels(name).inc()
 
     for name, p in products.items():
         # the job fires at each cycle time + cut-off: the same crontab shifted by the cut-off
