@@ -540,7 +540,7 @@ def _stamp(d: Decoded, received: pd.Timestamp) -> None:
     """Every row of one file, stored or quarantined, gets the file's receipt time."""
     for frame in (d.values, d.rejected, d.unparsed):
         if frame is not None:
-            frame["received"] = pd.Series(received, index=frame.index, dtype="datetime64[us, UTC]")
+            frame["received"] = received.as_unit("us")  # a scalar: no per-row Series
 
 
 def _account_superseded(
