@@ -8,12 +8,13 @@ second instead of after loading the training stack. The trainer, ``parallel`` an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from stratocast.config import BATCH_MAX, STEPS_MAX, WORKERS_MAX, ComponentConfig, count
+from stratocast.models.obs2grid.config import Obs2GridConfig
 from stratocast.train.preempt import REQUEUE_EXIT_CODE
 
 
@@ -42,18 +43,8 @@ class CheckpointConfig(ComponentConfig):
     requeue_exit_code: int = Field(default=REQUEUE_EXIT_CODE, ge=1, le=255)
 
 
-class ModelConfig(ComponentConfig):
-    name: str = "obs2grid"
-    hidden: int = count(32, ge=4, le=65_536)  # channels; 65k is beyond any GPU
-    blocks: int = count(4, le=1_000)
-    kernel_widths_km: list[float] = Field(default=[300.0, 900.0], min_length=1, max_length=64)
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "hidden": self.hidden,
-            "blocks": self.blocks,
-            "kernel_widths_km": list(self.kernel_widths_km),
-        }
+# The model owns its options; this name stays for the trainer and the tests that use it.
+ModelConfig = Obs2GridConfig
 
 
 class TrainConfig(ComponentConfig):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
+from stratocast.config import format_validation
 from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, ModelOptionError, register
 from stratocast.models.obs2grid.blocks import GridNet
+from stratocast.models.obs2grid.config import Obs2GridConfig
 from stratocast.models.obs2grid.sites import SetToGrid, SitePairs, height_offsets, site_pairs
 
 LAPSE_RATE = 0.0065  # K/m, standard atmosphere
@@ -207,21 +210,21 @@ class Obs2Grid(nn.Module):
 
 @register("obs2grid")
 def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
-    known = {"hidden", "blocks", "kernel_widths_km", "max_kernel_width_km", "mass_fixer"}
+    known = set(Obs2GridConfig.model_fields) - {"name"}
     unknown = set(options) - known
     if unknown:
         raise ModelOptionError(
             f"obs2grid: unknown options {sorted(unknown)}; known: {sorted(known)}"
         )
-    hidden = int(options.get("hidden", 32))  # type: ignore[call-overload]
-    blocks = int(options.get("blocks", 4))  # type: ignore[call-overload]
-    widths = tuple(float(w) for w in options.get("kernel_widths_km", (300.0, 900.0)))  # type: ignore[attr-defined]
-    cap = options.get("max_kernel_width_km")
+    try:
+        cfg = Obs2GridConfig.model_validate(options)
+    except ValidationError as err:
+        raise ModelOptionError(f"obs2grid: {format_validation(err, 'options')}") from None
     return Obs2Grid(
         geometry,
-        hidden=hidden,
-        blocks=blocks,
-        kernel_widths_km=widths,
-        max_kernel_width_km=None if cap is None else float(cap),  # type: ignore[arg-type]
-        mass_fixer=bool(options.get("mass_fixer", False)),
+        hidden=cfg.hidden,
+        blocks=cfg.blocks,
+        kernel_widths_km=tuple(cfg.kernel_widths_km),
+        max_kernel_width_km=cfg.max_kernel_width_km,
+        mass_fixer=cfg.mass_fixer,
     )
