@@ -3,7 +3,9 @@
 Each part covers whole shards along time, so parts never write the same object and can run
 in any order, in parallel, or again after a crash (idempotent: every shard object is replaced
 atomically together with its checksum record). ``finalise`` gathers the per-chunk checksums
-into the manifest and computes the statistics in one streamed pass over the training period.
+into the manifest and merges the per-shard partial statistics the writers stored next to each
+shard (:mod:`stratocast.shards.partial_stats`), re-reading only shards whose partial is missing
+or stale.
 
 The generic writer (``create_array``, ``write_block``, ``record_checksums``; see
 :mod:`stratocast.shards.writer`) is re-exported here for code that builds other sharded
@@ -23,17 +25,18 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stratocast.config import ComponentConfig, count
+from stratocast.shards import partial_stats
 from stratocast.shards.layout import (
     GRID,
     LAYOUT_VERSION,
     OBS,
+    ArrayManifest,
     ChannelStats,
     Manifest,
     ShardError,
     load_manifest,
 )
 from stratocast.shards.stations import HeldOutConfig
-from stratocast.shards.stats import streamed_stats
 from stratocast.shards.target import TargetConfig, TargetError
 from stratocast.shards.writer import create_array, new_array, record_checksums, write_block
 from stratocast.vocab.variables import get as get_variable
@@ -221,10 +224,21 @@ def load_part(
 
     counted = threading.Lock()  # the bar is advanced from the writer threads
 
+    window = _stats_window(cfg, manifest)
+
     def write(span: tuple[int, int], block: np.ndarray) -> None:
         lo, hi = span
+        windows = _obs_windows(obs, manifest, range(lo, hi))
         write_block(out, GRID, lo, block)
-        write_block(out, OBS, lo, _obs_windows(obs, manifest, range(lo, hi)))
+        write_block(out, OBS, lo, windows)
+        # The statistics of this shard while it is in memory (finalise merges them): after
+        # the shard and its checksum record, whose fingerprint the partial carries.
+        a, b = max(lo, window[0]), min(hi, window[1])
+        if a < b:
+            shard = lo // cfg.shard_steps
+            for name, values, axis in ((GRID, block, 1), (OBS, windows, 2)):
+                part = partial_stats.partial(values[a - lo : b - lo], a, channel_axis=axis)
+                partial_stats.save(out, manifest.arrays[name], shard, part)
         with counted:
             bar.update(1)
 
@@ -252,23 +266,46 @@ def _check_complete(block: np.ndarray, channels: list[str], manifest: Manifest, 
     )
 
 
+def _stats_window(cfg: ShardsConfig, manifest: Manifest) -> tuple[int, int]:
+    """Time indices ``lo..hi-1`` of the statistics period."""
+    times = manifest.times()
+    lo = int(np.searchsorted(times, np.datetime64(cfg.stats_start, "ns"), side="left"))
+    hi = int(np.searchsorted(times, np.datetime64(cfg.stats_end, "ns"), side="right"))
+    return lo, hi
+
+
+def _merged_stats(
+    out: Path, spec: ArrayManifest, lo: int, hi: int, channel_axis: int
+) -> ChannelStats:
+    """Steps ``lo..hi-1``: the writers' partials, shard by shard in order; a shard without a
+    valid one (a part built before the period changed, an older build) is read back."""
+    steps = spec.shard_shape[0]
+    arr: zarr.Array | None = None
+    parts = []
+    for shard in range(lo // steps, (hi - 1) // steps + 1):
+        a, b = max(lo, shard * steps), min(hi, (shard + 1) * steps)
+        got = partial_stats.load(out, spec, shard, a, b)
+        if got is None:
+            if arr is None:
+                arr = zarr.open_array(str(out / spec.path), mode="r")
+            got = partial_stats.partial(np.asarray(arr[a:b]), a, channel_axis)
+        parts.append(got)
+    return partial_stats.merge(parts)
+
+
 def finalise(cfg: ShardsConfig, out: Path) -> Manifest:
     # A part that never ran leaves shards absent: record_checksums names them and refuses.
     record_checksums(out, GRID)
     record_checksums(out, OBS)
     manifest = load_manifest(out)
-    grid = zarr.open_array(str(out / GRID), mode="r")
-    obs_arr = zarr.open_array(str(out / OBS), mode="r")
-    times = manifest.times()
-    lo = int(np.searchsorted(times, np.datetime64(cfg.stats_start, "ns"), side="left"))
-    hi = int(np.searchsorted(times, np.datetime64(cfg.stats_end, "ns"), side="right"))
+    lo, hi = _stats_window(cfg, manifest)
     if hi - lo < 2:
         raise ShardError(
             f"statistics period {cfg.stats_start}..{cfg.stats_end} holds {hi - lo} time steps "
             f"of the shards ({manifest.time_start}, {manifest.n_time} steps); need at least 2"
         )
-    manifest.grid_stats = streamed_stats(grid, lo, hi, channel_axis=1, chunk=cfg.shard_steps)
-    manifest.obs_stats = streamed_stats(obs_arr, lo, hi, channel_axis=2, chunk=cfg.shard_steps)
+    manifest.grid_stats = _merged_stats(out, manifest.arrays[GRID], lo, hi, channel_axis=1)
+    manifest.obs_stats = _merged_stats(out, manifest.arrays[OBS], lo, hi, channel_axis=2)
     if not np.all(np.isfinite(manifest.grid_stats.std)):
         raise ShardError(f"{out / GRID}: non-finite statistics; some time steps were not loaded")
     manifest.complete = True
