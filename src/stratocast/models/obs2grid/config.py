@@ -5,7 +5,7 @@ Free of torch, so validating a run config (every CLI command does it first) stay
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +22,3 @@ class Obs2GridConfig(ComponentConfig):
     max_kernel_width_km: float | None = Field(default=None, gt=0)
     # hold the area-weighted global mean msl after each step (global grids with msl only)
     mass_fixer: bool = False
-
-    def options(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"name"})
