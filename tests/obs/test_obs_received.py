@@ -283,3 +283,32 @@ def test_arrival_mode_needs_a_manifest_and_listed_files(
     errors = [e for e in acc.file_errors if e.path == str(stray)]
     assert len(errors) == 1 and "not in the arrival manifest" in errors[0].error
     assert not (read_observations(tmp_path / "s")["report_id"].str.startswith(stray.name)).any()
+
+
+def test_day_files_get_each_bulletins_arrival(
+    world: Path, schedule: Schedule, catalogue: StationCatalogue, tmp_path: Path
+) -> None:
+    """The world's day collectives (what the demo ingests) hold many transmissions: with
+    received='arrival' every report gets the arrival of the bulletin it was cut into, the
+    same receipt as when that bulletin comes through the inbox by itself."""
+    inbox = tmp_path / "inbox"
+    replay(schedule, inbox, T0, FAR)
+    ingest(_cfg(inbox, received="arrival", arrivals=str(world)), tmp_path / "a", catalogue, False)
+    ingest(_cfg(world, received="arrival", arrivals=str(world)), tmp_path / "b", catalogue, False)
+    key = ["source", "station_id", "time", "variable"]
+    a_rows = read_observations(tmp_path / "a").drop_duplicates(key).set_index(key)
+    a, b = a_rows["received"], read_observations(tmp_path / "b").drop_duplicates(key)
+    b = b.set_index(key)["received"]
+    both = a.index.intersection(b.index)
+    assert len(both) > 0.9 * len(b) and len(b) > 1000
+    differ = both[(a.loc[both] != b.loc[both]).to_numpy()]
+    # what differs is exactly what the world re-sent as a correction (not in the day files):
+    # the inbox store holds the corrected report with its later receipt
+    corrections = set(
+        schedule.items.loc[schedule.items["correction"], "item"].str.split("/").str[-1]
+    )
+    assert set(_file_of(a_rows.loc[differ, "report_id"])) <= corrections
+    assert (a.loc[differ] > b.loc[differ]).all()
+    assert len(differ) < 0.05 * len(both)
+    metar = b.loc[[k for k in both if k[0] == "metar"]]
+    assert metar.nunique() > 10  # per bulletin, not one time per file

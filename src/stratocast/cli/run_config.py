@@ -119,5 +119,9 @@ def load_run(
         )
         for s in cfg.ingest.sources
     ]
-    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"sources": sources})})
+    update: dict[str, object] = {"sources": sources}
+    arrivals = cfg.ingest.arrivals
+    if arrivals is not None and not Path(arrivals).is_absolute():  # the world writes it there
+        update["arrivals"] = str(paths.workdir / arrivals)
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update=update)})
     return cfg, paths

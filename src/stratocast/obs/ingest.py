@@ -56,6 +56,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
@@ -174,7 +175,32 @@ class _Task:
     path: Path  # local file the reader opens (a cached download for remote inputs)
     key: str  # sha256 of the content
     origin: str  # what the user named: the local path or the URL
-    received: pd.Timestamp  # UTC, microseconds
+    received: pd.Timestamp | Ranges  # UTC, microseconds; or per byte range of the file
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Receipt times per byte range of one file: a file that collects many transmissions
+    (a day of METAR bulletins), each received at its own time (the arrival manifest's
+    items by ``path``, ``offset``, ``length``)."""
+
+    offsets: np.ndarray  # int64, ascending
+    ends: np.ndarray  # int64, offset + length
+    arrivals: pd.DatetimeIndex  # UTC
+
+    @property
+    def latest(self) -> pd.Timestamp:
+        return pd.Timestamp(self.arrivals.max()).floor("us")
+
+    def of_lines(self, data: bytes, lines: np.ndarray) -> pd.DatetimeIndex:
+        """Receipt times of 1-based text lines: the item holding each line's first byte; a
+        line in no item (framing between bulletins) takes the file's latest receipt."""
+        starts = np.concatenate([[0], np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1])
+        at = starts[np.clip(lines - 1, 0, len(starts) - 1)]
+        i = np.searchsorted(self.offsets, at, side="right") - 1
+        inside = (i >= 0) & (at < self.ends[np.clip(i, 0, None)])
+        got: pd.DatetimeIndex = self.arrivals[np.clip(i, 0, None)]
+        return got.where(inside, self.latest)
 
 
 class _Receipt:
@@ -184,29 +210,51 @@ class _Receipt:
         self.cfg = cfg
         self.now = pd.Timestamp(now).tz_convert("UTC").floor("us")
         self._arrivals: dict[str, pd.Timestamp] | None = None
+        self._ranges: dict[Path, Ranges] | None = None
+
+    def _manifest(self) -> tuple[Path, pd.DataFrame]:
+        path = Path(str(self.cfg.arrivals))
+        if path.is_dir():
+            path = path / "arrivals.csv"
+        try:
+            cols = ["sha256", "arrival", "path", "offset", "length"]
+            df = pd.read_csv(path, usecols=cols, dtype={"sha256": str, "path": str})
+        except (OSError, ValueError) as err:
+            raise IngestConfigError(f"arrival manifest {path}: {err}") from None
+        df["arrival"] = pd.to_datetime(df["arrival"], utc=True)
+        return path, df
 
     def _by_hash(self) -> dict[str, pd.Timestamp]:
         if self._arrivals is None:
-            path = Path(str(self.cfg.arrivals))
-            if path.is_dir():
-                path = path / "arrivals.csv"
-            try:
-                df = pd.read_csv(path, usecols=["sha256", "arrival"], dtype={"sha256": str})
-            except (OSError, ValueError) as err:
-                raise IngestConfigError(f"arrival manifest {path}: {err}") from None
-            arrival = pd.to_datetime(df["arrival"], utc=True)
-            first = arrival.groupby(df["sha256"]).min()  # identical bytes: the first copy
+            _, df = self._manifest()
+            first = df["arrival"].groupby(df["sha256"]).min()  # identical bytes: the first copy
             self._arrivals = {str(k): pd.Timestamp(v) for k, v in first.items()}
         return self._arrivals
 
-    def of(self, spec: SourceSpec, key: str, local: Path | None) -> pd.Timestamp | str:
-        """The receipt time of one file, or why there is none (a file error)."""
+    def _by_path(self) -> dict[Path, Ranges]:
+        """The manifest's items by the file they were cut from (resolved paths)."""
+        if self._ranges is None:
+            where, df = self._manifest()
+            self._ranges = {}
+            for name, g in df.sort_values("offset").groupby("path"):
+                off = g["offset"].to_numpy(np.int64)
+                self._ranges[(where.parent / str(name)).resolve()] = Ranges(
+                    off, off + g["length"].to_numpy(np.int64), pd.DatetimeIndex(g["arrival"])
+                )
+        return self._ranges
+
+    def of(self, spec: SourceSpec, key: str, local: Path | None) -> pd.Timestamp | Ranges | str:
+        """The receipt time of one file (or of each of its byte ranges, for a file the
+        manifest's items were cut from), or why there is none (a file error)."""
         mode = spec.received or self.cfg.received
         if mode == "arrival":
             found = self._by_hash().get(key)
-            if found is None:
+            if found is not None:
+                return found.floor("us")
+            ranges = None if local is None else self._by_path().get(local.resolve())
+            if ranges is None:
                 return f"not in the arrival manifest {self.cfg.arrivals}"
-            return found.floor("us")
+            return ranges
         if mode == "mtime" and local is not None:
             try:
                 ns = os.stat(local).st_mtime_ns
@@ -266,7 +314,7 @@ def _expand(
 
     def received(
         spec: SourceSpec, key: str, local: Path | None, origin: str
-    ) -> pd.Timestamp | None:
+    ) -> pd.Timestamp | Ranges | None:
         when = receipt.of(spec, key, local)
         if isinstance(when, str):
             acc.file_errors.append(FileError(spec.name, origin, when))
@@ -437,7 +485,7 @@ def _retract_all(
         if rows.empty:
             continue
         # prior rows go back into the superseded part this replaces, or they would be lost
-        rows = rows.drop_duplicates(ROW_KEY).assign(superseded_at=task.received)
+        rows = rows.drop_duplicates(ROW_KEY).assign(superseded_at=_latest(task.received))
         retract(store, task.source, task.key, rows, new.loc[new["_key"] == i, PART].tolist())
         moved[i] = rows
     # rows already in superseded but still in an obs part: a crash between retract's steps
@@ -472,7 +520,7 @@ def ingest(
             acc.file_errors.append(FileError(task.source, task.origin, result))
             acc.source(task.source).files_failed += 1
             continue
-        _stamp(result, task.received)
+        _stamp(result, task.received, task.path)
         # report keys restart at 0 in each file: make them unique across the run
         result.values["report_key"] += offset
         result.values["_file"] = len(decoded)
@@ -523,7 +571,7 @@ def ingest(
                 "path": task.origin,
                 "sha256": task.key,
                 "run_id": acc.run_id,
-                "received": task.received.isoformat(),
+                "received": _latest(task.received).isoformat(),
                 "values_stored": len(good_rows),
                 "values_quarantined": len(bad_rows),
                 "records_rejected": len(d.rejected),
@@ -536,11 +584,25 @@ def ingest(
     return acc
 
 
-def _stamp(d: Decoded, received: pd.Timestamp) -> None:
-    """Every row of one file, stored or quarantined, gets the file's receipt time."""
+def _latest(received: pd.Timestamp | Ranges) -> pd.Timestamp:
+    return received.latest if isinstance(received, Ranges) else received
+
+
+def _stamp(d: Decoded, received: pd.Timestamp | Ranges, path: Path) -> None:
+    """Every row of one file, stored or quarantined, gets the file's receipt time (or its
+    report's line's, for a file of many transmissions: report ids are ``file:line...``)."""
+    data = path.read_bytes() if isinstance(received, Ranges) else b""
     for frame in (d.values, d.rejected, d.unparsed):
-        if frame is not None:
+        if frame is None:
+            continue
+        if not isinstance(received, Ranges):
             frame["received"] = received.as_unit("us")  # a scalar: no per-row Series
+            continue
+        ids = frame["report_id"].astype(str) if "report_id" in frame else pd.Series([], dtype=str)
+        line = pd.to_numeric(ids.str.split(":").str[1], errors="coerce")
+        lines = line.fillna(0).to_numpy(np.int64)
+        when = received.of_lines(data, lines).as_unit("us")
+        frame["received"] = pd.Series(when, index=frame.index)
 
 
 def _account_superseded(
