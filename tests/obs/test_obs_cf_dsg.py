@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -639,3 +640,64 @@ def test_cell_methods_over_time(tmp_path: Path) -> None:
     assert isinstance(dup, Rejection) and dup.check == "duplicate_variable"
     rep = recs["cm.nc:obs=0"]
     assert isinstance(rep, Report) and rep.values["t2m"] == 285.0
+
+
+@needs_data
+@pytest.mark.parametrize("layout", ["orthogonal", "contiguous"])
+def test_one_element_raising_is_its_own_rejection(
+    layout: str, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception while decoding one element (issue 12: per-record isolation) is
+    that element's ``decode_error`` Rejection naming file, station/time (or obs) index and the
+    exception; every other element decodes exactly as in a clean read."""
+    from stratocast.obs.sources import cf_dsg
+
+    path = files[layout]
+    clean = _decode(CfDsgSource(), path)
+    victim = next(r for i, r in enumerate(clean) if isinstance(r, Report) and i >= 100)
+    real = cf_dsg.finish_values
+
+    def finish(values: dict[str, float], elevation: float) -> Any:
+        if values.get("t2m") == victim.values["t2m"] and values.get("msl") == victim.values.get(
+            "msl"
+        ):
+            raise ZeroDivisionError("injected failure")
+        return real(values, elevation)
+
+    monkeypatch.setattr(cf_dsg, "finish_values", finish)
+    broken = _decode(CfDsgSource(), path)
+    assert len(broken) == len(clean)
+    failed = [r for r in broken if isinstance(r, Rejection) and r.check == "decode_error"]
+    assert victim.report_id in {r.report_id for r in failed}
+    for r in failed:
+        assert r.reason == f"{r.report_id}: decoding failed: ZeroDivisionError: injected failure"
+        assert r.raw.startswith(f"station={r.station_id} time=") and r.station_id in STATIONS
+    assert re.fullmatch(r"isd_\w+\.nc:(station=\d+,time=\d+|obs=\d+)", victim.report_id), (
+        victim.report_id
+    )
+    # failed: the victim and any other element with the same t2m and msl (an exact repeat)
+    assert 1 <= len(failed) < 5
+    hit = {r.report_id for r in failed}
+    same = [(a, b) for a, b in zip(clean, broken, strict=True) if a.report_id not in hit]
+    assert len(same) == len(clean) - len(failed) and all(a == b for a, b in same)
+    assert [a.report_id for a in clean] == [b.report_id for b in broken]
+
+
+def test_value_that_converts_to_infinity_is_rejected(tmp_path: Path) -> None:
+    """1e308 hPa is finite in the file but inf in Pa: ``non_finite``, not a stored inf."""
+    path = tmp_path / "huge.nc"
+    ds = xr.Dataset(
+        {"p": (("obs",), [1e308, 1013.0])},
+        coords={
+            "time": ("obs", np.array(["2017-01-01T00", "2017-01-01T01"], dtype="datetime64[ns]")),
+            "lat": ("obs", [10.0, 10.0]),
+            "lon": ("obs", [20.0, 20.0]),
+        },
+        attrs={"featureType": "point"},
+    )
+    ds["p"].attrs.update(standard_name="air_pressure_at_mean_sea_level", units="hPa")
+    ds.to_netcdf(path)
+    bad, good = _decode(CfDsgSource(), path)
+    assert isinstance(bad, Rejection) and bad.check == "non_finite", bad
+    assert bad.report_id == "huge.nc:obs=0" and "msl" in bad.reason
+    assert isinstance(good, Report) and good.values["msl"] == pytest.approx(101300.0)

@@ -448,3 +448,61 @@ def test_bad_options_in_a_run_are_a_config_error(tmp_path: Path) -> None:
         ConfigError, match=r"sources\.1.*source 'table' options:.*options\.columns\.t\.units"
     ):
         parse_config(IngestConfig, {"sources": [good, bad]}, "run.yaml")
+
+
+@needs_data
+def test_one_row_raising_is_its_own_rejection(
+    tmp_path: Path, history: StationCatalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception while decoding one row (issue 12: per-record isolation) is that
+    row's ``decode_error`` Rejection naming file:line and the exception; every other row
+    decodes exactly as in a clean read, and the text identity still holds."""
+    from stratocast.testing.fuzz import iem_csv as write_iem
+
+    name, data = write_iem(ISD / f"{STATIONS[0]}-2017.gz", history=str(HISTORY), lines=200)
+    path = tmp_path / name
+    path.write_bytes(data)
+    source = TableSource(**IEM_OPTIONS)
+    clean = list(source.read(path, history))
+    victim = data.decode().split("\n")[41].split(",")[1]  # the valid time of file line 42
+    real = TableSource._parse_time
+
+    def parse_time(self: TableSource, text: str) -> datetime:
+        if text.strip() == victim:
+            raise RuntimeError("injected failure")
+        return real(self, text)
+
+    monkeypatch.setattr(TableSource, "_parse_time", parse_time)
+    broken = list(source.read(path, history))
+    assert len(broken) == len(clean) == 201  # 200 rows and the TextTally
+    where = f"{name}:42"
+    (rej,) = [r for r in broken if isinstance(r, Rejection)]
+    assert rej.report_id == where and rej.check == "decode_error"
+    assert rej.reason == f"{where}: decoding failed: RuntimeError: injected failure"
+    assert rej.station_id == STATIONS[0] and rej.raw == data.decode().split("\n")[41]
+    others = [(a, b) for a, b in zip(clean, broken, strict=True) if b is not rej]
+    assert len(others) == 200 and all(a == b for a, b in others)
+    tally = broken[-1]
+    assert isinstance(tally, TextTally)
+    assert tally.chars_total == tally.chars_framing + sum(
+        text_chars(r.raw) for r in broken[:-1] if isinstance(r, Report | Rejection)
+    )
+
+
+def test_value_that_converts_to_infinity_is_rejected(tmp_path: Path) -> None:
+    """1e308 hPa is a finite cell but inf Pa: a ``non_finite`` Rejection, never a stored inf."""
+    path = tmp_path / "huge.csv"
+    path.write_text(
+        "station,valid,lat,lon,mslp,tmpf\n"
+        "AAA,2024-01-01 00:00,10,20,1e308,50\n"
+        "AAA,2024-01-01 01:00,10,20,1013.2,50\n"
+    )
+    cols = {
+        "mslp": {"variable": "msl", "units": "hPa"},
+        "tmpf": {"variable": "t2m", "units": "degF"},
+    }
+    recs = _decode(TableSource(columns=cols, lat="lat", lon="lon"), path)
+    bad, good = recs
+    assert isinstance(bad, Rejection) and bad.check == "non_finite", bad
+    assert bad.report_id == "huge.csv:2" and "msl" in bad.reason
+    assert isinstance(good, Report) and good.values["msl"] == pytest.approx(101320.0)

@@ -32,14 +32,19 @@ catalogue.
 Accounting: one observation element (a station at a time) is one record, id
 ``file:station=i,time=j`` (multidimensional) or ``file:obs=k`` (ragged, point). Every element
 becomes a Report or a Rejection (``bad_time``, ``unknown_station``, ``bad_position``,
-``no_data``), except the padding of the multidimensional layouts (elements with no value
-and, incomplete layout, no time), which CF defines as absent data, not records. A data
+``no_data``; ``non_finite`` for a value that converts or derives to inf or NaN;
+``decode_error`` with the exception text for anything else that goes wrong decoding that
+element, so one element never sinks the file), except the padding of the
+multidimensional layouts (elements with no value and, incomplete layout, no time), which CF
+defines as absent data, not records. A data
 variable that cannot be decoded is one Rejection ``file:<variable>`` saying why its values are
 not stored, and the other variables still land: units Pint does not know or of the wrong
 dimension (``unknown_units``); a ``cell_methods`` over time other than ``time: point`` (a
 maximum, a mean: ``skipped_variable``, unless the ``variables`` option maps it); a second
-variable for the same target (``duplicate_variable``); dimensions not of the layout. A file
-that is not NetCDF, has no time variable, or whose layout cannot be told raises
+variable for the same target (``duplicate_variable``); dimensions not of the layout; data
+that the NetCDF/HDF5 library cannot read (``decode_error``). A file that cannot be opened as
+NetCDF, has no time variable, whose layout cannot be told, or whose time, station id,
+position or ragged-count variable cannot be read (no element could be placed) raises
 :class:`SourceFileError`.
 
 Derived variables come from :func:`stratocast.obs.harmonise.derive`; reported ones are kept.
@@ -69,6 +74,7 @@ from stratocast.obs.sources.station_table import (
     finish_values,
     load_stations,
     lookup,
+    non_finite,
     position_problem,
 )
 from stratocast.obs.stations import StationCatalogue
@@ -155,6 +161,76 @@ def cf_unit(unit: str) -> str:
     return UNIT_ALIASES.get(unit, unit)
 
 
+def _load(path: Path, da: Any, what: str) -> NDArray[Any]:
+    """The values of a variable the layout needs (time, ids, positions, ragged counts).
+
+    Without them no element can be placed, so a read that fails (an HDF5 chunk or heap the
+    library cannot decode) is the whole file's :class:`SourceFileError`.
+    """
+    try:
+        return np.asarray(da.values)
+    except Exception as err:  # whatever netCDF4/HDF5 raise for damaged bytes
+        raise SourceFileError(
+            f"{path}: cannot read {what} {da.name!r}: {type(err).__name__}: {err}"
+        ) from None
+
+
+_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
+
+
+def _decode_times(path: Path, da: Any) -> NDArray[np.datetime64]:
+    """A CF time variable as datetime64 (NaT where missing or outside the datetime range).
+
+    Units that are not ``<unit> since <date>`` or a calendar other than the standard one are
+    the file's :class:`SourceFileError`; one undecodable value is only that element's
+    ``bad_time`` (its Rejection), found by bisecting the array.
+    """
+    units = da.attrs.get("units")
+    calendar = str(da.attrs.get("calendar", "standard")).strip().lower()
+    if not isinstance(units, str) or " since " not in f" {units.strip()} ":
+        raise SourceFileError(
+            f"{path}: time variable {da.name!r} has units {units!r}, not '<unit> since <date>'"
+        )
+    if calendar not in _CALENDARS:
+        raise SourceFileError(
+            f"{path}: time variable {da.name!r}: calendar {calendar!r} (station data uses the "
+            f"standard calendar: one of {_CALENDARS})"
+        )
+    raw = _load(path, da, "time variable")
+    if raw.dtype.kind == "M":
+        return raw
+    if raw.dtype.kind not in "fiu":
+        raise SourceFileError(f"{path}: time variable {da.name!r} is not numeric ({raw.dtype})")
+    attrs = {"units": units, "calendar": calendar}
+    if _cf_times(np.zeros(1), attrs) is None:
+        raise SourceFileError(f"{path}: time variable {da.name!r}: units {units!r} do not decode")
+    flat = raw.reshape(-1)
+    return _bisect_times(flat, attrs).reshape(raw.shape)
+
+
+def _cf_times(values: NDArray[Any], attrs: dict[str, str]) -> NDArray[np.datetime64] | None:
+    """xarray's CF decoding of ``values``; None when it fails or leaves the datetime range."""
+    import xarray as xr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "dates out of range": cftime objects, refused
+            decoded = xr.decode_cf(xr.Dataset({"t": ("n", values, attrs)}))["t"].values
+    except Exception:  # OverflowError, OutOfBoundsDatetime, ValueError: not a datetime64 time
+        return None
+    return decoded.astype("datetime64[ns]") if decoded.dtype.kind == "M" else None
+
+
+def _bisect_times(values: NDArray[Any], attrs: dict[str, str]) -> NDArray[np.datetime64]:
+    whole = _cf_times(values, attrs)
+    if whole is not None:
+        return whole
+    if len(values) <= 1:
+        return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    mid = len(values) // 2
+    return np.concatenate([_bisect_times(values[:mid], attrs), _bisect_times(values[mid:], attrs)])
+
+
 def _strings(arr: NDArray[Any]) -> NDArray[np.str_]:
     """Station ids as text: bytes decoded, char arrays joined, numbers written as integers."""
     if arr.dtype.kind == "S" and arr.dtype.itemsize == 1 and arr.ndim >= 1 and arr.shape[-1] > 1:
@@ -211,6 +287,22 @@ class _Layout:
 
 
 @dataclass
+class _Columns:
+    """Per-element columns of one file, as Python lists (the element loop's inputs)."""
+
+    name: str  # file name, for report ids
+    layout: _Layout
+    times: list[Any]  # datetime (naive UTC) or None
+    ids: list[str] | None
+    lat: list[float] | None
+    lon: list[float] | None
+    alt: list[float] | None
+    kept: list[_Var]
+    natives: list[list[float]]  # per kept variable, in the file's unit (NaN: missing)
+    si: list[list[float]]  # the same in SI
+
+
+@dataclass
 class _Var:
     name: str
     variable: str
@@ -261,9 +353,15 @@ class CfDsgSource:
             with warnings.catch_warnings():
                 # MADIS declares both _FillValue and missing_value: both are missing, as meant
                 warnings.filterwarnings("ignore", ".*multiple fill values", xr.SerializationWarning)
-                ds = xr.open_dataset(path, mask_and_scale=True, decode_times=True)
-        except (OSError, ValueError, TypeError) as err:
-            raise SourceFileError(f"{path}: cannot open as CF NetCDF: {err}") from None
+                # times are decoded here, per value: xarray's decoding at open fails the whole
+                # file for one value outside the datetime range (a flipped bit in the time axis)
+                ds = xr.open_dataset(
+                    path, mask_and_scale=True, decode_times=False, decode_timedelta=False
+                )
+        except Exception as err:  # not NetCDF, or its HDF5 structure is damaged: whole file
+            raise SourceFileError(
+                f"{path}: cannot open as CF NetCDF: {type(err).__name__}: {err}"
+            ) from None
         with ds:
             yield from self._read(path, ds, catalogue)
 
@@ -277,16 +375,11 @@ class CfDsgSource:
             )
         time_name = self._time_variable(path, ds)
         time_da = ds[time_name]
-        if time_da.dtype.kind != "M":
-            raise SourceFileError(
-                f"{path}: time variable {time_name!r} did not decode as CF time "
-                f"(units {time_da.attrs.get('units', time_da.encoding.get('units'))!r})"
-            )
         id_name = self._id_variable(ds, feature)
         layout = self._layout(path, ds, feature, time_name, id_name)
         used = {time_name, *([id_name] if id_name else [])}
 
-        times = layout.flat(time_da.dims, time_da.values)
+        times = layout.flat(time_da.dims, _decode_times(path, time_da))
         if times is None:
             raise SourceFileError(f"{path}: time {time_name!r} has dimensions {time_da.dims}")
         coords = {}
@@ -295,7 +388,7 @@ class CfDsgSource:
         if id_name is not None:
             id_da = ds[id_name]
             dims = id_da.dims[:-1] if id_da.dtype.kind == "S" and id_da.ndim == 2 else id_da.dims
-            ids = layout.flat(tuple(dims), _strings(id_da.values))
+            ids = layout.flat(tuple(dims), _strings(_load(path, id_da, "station id variable")))
             if ids is None:
                 raise SourceFileError(f"{path}: station id {id_name!r} has dimensions {id_da.dims}")
         else:
@@ -352,7 +445,7 @@ class CfDsgSource:
             a = ds[v].attrs
             if "sample_dimension" in a:  # contiguous ragged: row sizes per instance
                 obs_dim, inst_dim = str(a["sample_dimension"]), ds[v].dims[0]
-                sizes = np.asarray(ds[v].values)
+                sizes = _load(path, ds[v], "row_size variable")
                 if not np.all(np.isfinite(sizes)) or (sizes < 0).any():
                     raise SourceFileError(f"{path}: {v} (row_size) has missing or negative counts")
                 counts = sizes.astype(np.intp)
@@ -366,7 +459,7 @@ class CfDsgSource:
                 return _Layout("ragged", n, inst_dim, obs_dim, inst, (n,))
             if "instance_dimension" in a:  # indexed ragged: instance index per observation
                 inst_dim, obs_dim = str(a["instance_dimension"]), ds[v].dims[0]
-                idx = np.asarray(ds[v].values, dtype=np.float64)
+                idx = np.asarray(_load(path, ds[v], "stationIndex variable"), dtype=np.float64)
                 n_inst = ds.sizes[inst_dim]
                 bad = ~np.isfinite(idx) | (idx < 0) | (idx >= n_inst)
                 if bad.any():
@@ -418,12 +511,17 @@ class CfDsgSource:
             return None
         da = ds[found]
         used.add(str(found))
+        if da.dtype.kind not in "fiu":  # e.g. decoded as times: its units say "since"
+            raise SourceFileError(
+                f"{path}: {key} variable {found!r} is not numeric (dtype {da.dtype}, units "
+                f"{da.attrs.get('units', da.encoding.get('units'))!r})"
+            )
         unit = cf_unit(str(da.attrs.get("units", "degree" if key != "alt" else "m")))
         try:
             conv = converter(unit, "m" if key == "alt" else "degree")
         except UnitConversionError as err:
             raise SourceFileError(f"{path}: {key} variable {found!r}: {err}") from None
-        arr = layout.flat(da.dims, np.asarray(da.values, dtype=np.float64))
+        arr = layout.flat(da.dims, np.asarray(_load(path, da, f"{key} variable"), np.float64))
         if arr is None:
             raise SourceFileError(f"{path}: {key} variable {found!r} has dimensions {da.dims}")
         return np.asarray(conv(arr), dtype=np.float64)
@@ -492,7 +590,13 @@ class CfDsgSource:
             except UnitConversionError as err:
                 problems.append((name, "unknown_units", f"units {declared!r} for {var}: {err}"))
                 continue
-            arr = layout.flat(da.dims, np.asarray(da.values, dtype=np.float64))
+            try:
+                values = np.asarray(da.values, dtype=np.float64)
+            except Exception as err:  # a damaged chunk: this variable is lost, not the file
+                why = f"its data cannot be read: {type(err).__name__}: {err}"
+                problems.append((name, "decode_error", why))
+                continue
+            arr = layout.flat(da.dims, values)
             if arr is None:
                 problems.append(
                     (name, "skipped_variable", f"dimensions {da.dims} are not the layout's")
@@ -521,7 +625,8 @@ class CfDsgSource:
         if kept:
             stack = np.stack([k.native for k in kept])
             has_value = np.isfinite(stack).any(axis=0)
-            si = [np.asarray(k.convert(k.native), dtype=np.float64).tolist() for k in kept]
+            with np.errstate(over="ignore", invalid="ignore"):  # inf: a non_finite Rejection
+                si = [np.asarray(k.convert(k.native), dtype=np.float64).tolist() for k in kept]
             natives = [k.native.tolist() for k in kept]
         else:
             has_value = np.zeros(n, dtype=bool)
@@ -538,50 +643,67 @@ class CfDsgSource:
         lonl = lon.tolist() if lon is not None else None
         altl = alt.tolist() if alt is not None else None
         idl = ids.tolist() if ids is not None else None
+        cols = _Columns(name, layout, pytimes, idl, latl, lonl, altl, kept, natives, si)
         for k in np.flatnonzero(present).tolist():
-            where = f"{name}:{layout.where(k)}"
-            t = pytimes[k]
-            t = None if t is None else t.replace(tzinfo=UTC)
-            la = latl[k] if latl is not None else math.nan
-            lo = lonl[k] if lonl is not None else math.nan
-            el = altl[k] if altl is not None else math.nan
-            if idl is not None:
-                station = str(idl[k])
-            elif la == la and lo == lo:
-                station = f"{la:.4f},{lo:.4f}"
-            else:
-                station = ""
-            parts = [f"{kv.name}={natives[j][k]:g}" for j, kv in enumerate(kept)]
-            raw = " ".join([f"station={station}", f"time={t.isoformat() if t else 'NaT'}", *parts])
-            if t is None:
-                yield Rejection(
-                    where, "bad_time", f"{where}: time is missing", raw, station or None
-                )
-                continue
-            if not station:
-                yield Rejection(where, "unknown_station", f"{where}: no station id", raw, None, t)
-                continue
-            if not (la == la and lo == lo):
-                found = lookup(station, catalogue, own)
-                if found is None:
-                    reason = (
-                        f"{where}: station {station!r} has no position in the file or catalogue"
-                    )
-                    yield Rejection(where, "unknown_station", reason, raw, station, t)
-                    continue
-                la, lo = found.lat, found.lon
-                if el != el:
-                    el = found.elevation
-            problem = position_problem(la, lo, el)
-            if problem is not None:
-                yield Rejection(where, "bad_position", f"{where}: {problem}", raw, station, t)
-                continue
-            values = {kv.variable: si[j][k] for j, kv in enumerate(kept) if si[j][k] == si[j][k]}
-            if not values:
-                reason = f"{where}: every data variable is missing (_FillValue/missing_value)"
-                yield Rejection(where, "no_data", reason, raw, station, t)
-                continue
-            values, flags = finish_values(values, float(el))
-            yield Report(
-                where, station, float(la), east(float(lo)), float(el), t, values, raw, flags
-            )
+            try:
+                yield self._element(cols, k, catalogue, own)
+            except Exception as err:  # one element's surprise must not sink the file (issue 12)
+                where = f"{name}:{layout.where(k)}"
+                station = str(idl[k]) if idl is not None else None
+                why = f"{where}: decoding failed: {type(err).__name__}: {err}"
+                yield Rejection(where, "decode_error", why, _raw(cols, k), station or None)
+
+    @staticmethod
+    def _element(
+        c: _Columns, k: int, catalogue: StationCatalogue | None, own: StationCatalogue | None
+    ) -> Record:
+        """Element ``k`` as its Report or Rejection."""
+        where = f"{c.name}:{c.layout.where(k)}"
+        t = c.times[k]
+        t = None if t is None else t.replace(tzinfo=UTC)
+        la = c.lat[k] if c.lat is not None else math.nan
+        lo = c.lon[k] if c.lon is not None else math.nan
+        el = c.alt[k] if c.alt is not None else math.nan
+        if c.ids is not None:
+            station = str(c.ids[k])
+        elif la == la and lo == lo:
+            station = f"{la:.4f},{lo:.4f}"
+        else:
+            station = ""
+        raw = _raw(c, k)
+        if t is None:
+            return Rejection(where, "bad_time", f"{where}: time is missing", raw, station or None)
+        if not station:
+            return Rejection(where, "unknown_station", f"{where}: no station id", raw, None, t)
+        if not (la == la and lo == lo):
+            found = lookup(station, catalogue, own)
+            if found is None:
+                reason = f"{where}: station {station!r} has no position in the file or catalogue"
+                return Rejection(where, "unknown_station", reason, raw, station, t)
+            la, lo = found.lat, found.lon
+            if el != el:
+                el = found.elevation
+        problem = position_problem(la, lo, el)
+        if problem is not None:
+            return Rejection(where, "bad_position", f"{where}: {problem}", raw, station, t)
+        si = c.si
+        values = {kv.variable: si[j][k] for j, kv in enumerate(c.kept) if si[j][k] == si[j][k]}
+        if not values:
+            reason = f"{where}: every data variable is missing (_FillValue/missing_value)"
+            return Rejection(where, "no_data", reason, raw, station, t)
+        values, flags = finish_values(values, float(el))
+        if (bad := non_finite(values)) is not None:
+            return Rejection(where, "non_finite", f"{where}: {bad}", raw, station, t)
+        return Report(where, station, float(la), east(float(lo)), float(el), t, values, raw, flags)
+
+
+def _raw(c: _Columns, k: int) -> str:
+    """Element ``k`` as ``station=... time=... var=value ...`` in the file's units."""
+    t = c.times[k]
+    station = str(c.ids[k]) if c.ids is not None else ""
+    if c.ids is None and c.lat is not None and c.lon is not None:
+        la, lo = c.lat[k], c.lon[k]
+        station = f"{la:.4f},{lo:.4f}" if la == la and lo == lo else ""
+    parts = [f"{kv.name}={c.natives[j][k]:g}" for j, kv in enumerate(c.kept)]
+    when = t.replace(tzinfo=UTC).isoformat() if t is not None else "NaT"
+    return " ".join([f"station={station}", f"time={when}", *parts])

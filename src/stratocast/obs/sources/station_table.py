@@ -42,7 +42,10 @@ the physical line, header = line 1; Parquet: ``file:row`` counting data rows fro
 * ``bad_position``: a position cell that does not parse or is out of range;
 * ``unknown_station``: no position columns (or missing cells) and the station is in no
   catalogue (the one passed to ``read``, else the ``stations`` file option);
-* ``no_data``: every mapped cell missing.
+* ``no_data``: every mapped cell missing;
+* ``non_finite``: a value that converts or derives to inf or NaN (names the variables);
+* ``decode_error``: any other exception while decoding the row (its type and text), so one
+  row's surprise never sinks the rest of the file (issue 12).
 
 Blank lines carry no row. A CSV file ends with its :class:`TextTally` (the text accounting:
 every character is in a row's raw text or in the header line, the framing); Parquet is binary
@@ -105,6 +108,17 @@ def finish_values(
             f"relative humidity {rh:.2f} > {_RH_MAX:g}",
         )
     return values, flags
+
+
+def non_finite(values: Mapping[str, float]) -> str | None:
+    """Why ``values`` cannot be stored (a value that is not a finite real number), or None.
+
+    A finite cell can still convert or derive to inf or NaN (1e308 hPa in Pa, a dewpoint of
+    1e30 K in the humidity formula); such a record is a Rejection, never a stored value.
+    (The BUFR readers' twin lives in ``obs.bufr_file``, which imports ecCodes.)
+    """
+    bad = [k for k, v in values.items() if not (isinstance(v, float) and math.isfinite(v))]
+    return f"non-finite value of {', '.join(bad)}" if bad else None
 
 
 def position_problem(lat: float, lon: float, elevation: float) -> str | None:
@@ -388,59 +402,73 @@ class TableSource:
             if isinstance(raw, TextTally):
                 yield raw
                 continue
-            if cells is None:
-                yield Rejection(
-                    where,
-                    "malformed_row",
-                    f"{where}: not {len(header)} fields as in the header row",
-                    raw,
-                )
-                continue
-            station_id = cells[i_st].strip()
-            if not station_id or station_id in self.missing:
-                yield Rejection(where, "unknown_station", f"{where}: no station id", raw)
-                continue
             try:
-                t = self._parse_time(cells[i_t])
-            except (ValueError, OverflowError) as err:
-                fmt = self.time_format or "ISO 8601"
-                yield Rejection(
-                    where,
-                    "bad_time",
-                    f"{where}: time {cells[i_t]!r} in column {self.time!r} is not {fmt} ({err})",
-                    raw,
-                    station_id,
+                yield self._row(
+                    where, cells, raw, header, i_st, i_t, mapped, pos, i_el, catalogue, own
                 )
-                continue
-            values: dict[str, float] = {}
-            bad = None
-            for i, c in mapped:
-                cell = cells[i].strip()
-                try:
-                    v = self._number(cell)
-                except ValueError:
-                    if c.trace is not None and cell == "T":
-                        v = c.trace
-                    else:
-                        bad = f"{where}: column {c.name!r} value {cell!r} is not a number"
-                        break
-                if v is not None:
-                    values[c.variable] = float(c.convert(v))
-            if bad is not None:
-                yield Rejection(where, "bad_value", bad, raw, station_id, t)
-                continue
-            located = self._position(where, cells, pos, i_el, station_id, catalogue, own)
-            if len(located) == 2:
-                check, why = located
-                yield Rejection(where, check, f"{where}: {why}", raw, station_id, t)
-                continue
-            if not values:
-                reason = f"{where}: every mapped column is missing"
-                yield Rejection(where, "no_data", reason, raw, station_id, t)
-                continue
-            lat, lon, elev = located
-            values, flags = finish_values(values, elev)
-            yield Report(where, station_id, lat, lon, elev, t, values, raw, flags)
+            except Exception as err:  # one row's surprise must not sink the file (issue 12)
+                station = None
+                if cells is not None and i_st < len(cells):
+                    station = cells[i_st].strip() or None
+                why = f"{where}: decoding failed: {type(err).__name__}: {err}"
+                yield Rejection(where, "decode_error", why, raw, station)
+
+    def _row(
+        self,
+        where: str,
+        cells: list[str] | None,
+        raw: str,
+        header: list[str],
+        i_st: int,
+        i_t: int,
+        mapped: list[tuple[int, _Column]],
+        pos: tuple[int, int] | None,
+        i_el: int | None,
+        catalogue: StationCatalogue | None,
+        own: StationCatalogue | None,
+    ) -> Record:
+        """One data row as its Report or Rejection."""
+        if cells is None:
+            reason = f"{where}: not {len(header)} fields as in the header row"
+            return Rejection(where, "malformed_row", reason, raw)
+        station_id = cells[i_st].strip()
+        if not station_id or station_id in self.missing:
+            return Rejection(where, "unknown_station", f"{where}: no station id", raw)
+        try:
+            t = self._parse_time(cells[i_t])
+        except (ValueError, OverflowError) as err:
+            fmt = self.time_format or "ISO 8601"
+            return Rejection(
+                where,
+                "bad_time",
+                f"{where}: time {cells[i_t]!r} in column {self.time!r} is not {fmt} ({err})",
+                raw,
+                station_id,
+            )
+        values: dict[str, float] = {}
+        for i, c in mapped:
+            cell = cells[i].strip()
+            try:
+                v = self._number(cell)
+            except ValueError:
+                if c.trace is None or cell != "T":
+                    bad = f"{where}: column {c.name!r} value {cell!r} is not a number"
+                    return Rejection(where, "bad_value", bad, raw, station_id, t)
+                v = c.trace
+            if v is not None:
+                values[c.variable] = float(c.convert(v))
+        located = self._position(where, cells, pos, i_el, station_id, catalogue, own)
+        if len(located) == 2:
+            check, why = located
+            return Rejection(where, check, f"{where}: {why}", raw, station_id, t)
+        if not values:
+            reason = f"{where}: every mapped column is missing"
+            return Rejection(where, "no_data", reason, raw, station_id, t)
+        lat, lon, elev = located
+        values, flags = finish_values(values, elev)
+        if (infinite := non_finite(values)) is not None:
+            return Rejection(where, "non_finite", f"{where}: {infinite}", raw, station_id, t)
+        return Report(where, station_id, lat, lon, elev, t, values, raw, flags)
 
     def _position(
         self,
