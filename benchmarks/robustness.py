@@ -7,7 +7,10 @@
    seeded mutants of each sample file (:mod:`stratocast.testing.fuzz`: bit and byte errors,
    lost and repeated bytes and lines, cut-off files, one digit of a group changed or a group
    zeroed/slashed for text; flips in BUFR section 4, corrupted section lengths and header
-   fields, truncated messages for BUFR), each read through the registered source. Per source:
+   fields, truncated messages for BUFR; for CF-DSG NetCDF, built from real ISD-Lite years by
+   the WeatherReal writer in a temporary folder, bit flips in one variable's stored data or in
+   the HDF5 metadata, truncation, and edits through HDF5: hostile values, units, scale
+   factors, removed coordinates), each read through the registered source. Per source:
    inputs, whole-file errors (SourceFileError: allowed), exceptions escaped (must be 0),
    record-contract and text-identity violations (must be 0), records read and rejected. Every
    distinct escape is printed once with its reproducer (sample file, seed, mutations).

@@ -11,7 +11,13 @@ Mutations are the damage real files get: bit and byte errors on a line, lost or 
 bytes, cut-off transfers, repeated or reordered lines, and, for text formats, one digit of a
 group changed (the plausible-but-wrong value a checksum-free format cannot detect) or a whole
 group zeroed (``Q0000``), slashed (``/////``) or set to nines. BUFR mutants damage one message:
-bits of its data section (4), its section lengths, its header fields, or cut it short.
+bits of its data section (4), its section lengths, its header fields, or cut it short. NetCDF
+(HDF5) mutants get bit flips inside one variable's stored data or in the metadata between
+(superblock, object headers, heaps), truncation, and edits made through HDF5 itself, so the
+file stays readable and the reader's per-variable and per-element paths are what is tested:
+values set to NaN, inf, huge or negative, a wrong or unknown ``units``, a hostile
+``scale_factor``/``add_offset``, a coordinate or data variable removed, a clashing
+``standard_name`` or ``cell_methods``, a blanked station id.
 
 The section walk here is written independently of the project's BUFR code on purpose: a
 fuzzer that shared the decoder's parsing would share its blind spots.
@@ -22,6 +28,7 @@ fuzzer that shared the decoder's parsing would share its blind spots.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import random
 import resource
@@ -45,7 +52,7 @@ from stratocast.obs.base import (
 )
 from stratocast.obs.stations import StationCatalogue
 
-Format = Literal["text", "gzip_text", "bufr"]
+Format = Literal["text", "gzip_text", "bufr", "netcdf"]
 Op = Callable[[bytearray, random.Random], str]
 
 # --------------------------------------------------------------------------- byte level
@@ -319,6 +326,155 @@ _BUFR_OPS: tuple[tuple[Op, float], ...] = (
     (_truncate, 0.5),
 )
 
+# --------------------------------------------------------------------------- NetCDF level
+
+
+def _h5_datasets(buf: bytearray) -> list[tuple[str, int, int]]:
+    """(name, file offset, bytes) of every contiguously stored numeric HDF5 dataset; [] when the
+    bytes do not open as HDF5 (an earlier mutation broke them)."""
+    import h5py
+
+    out: list[tuple[str, int, int]] = []
+    try:
+        with h5py.File(io.BytesIO(bytes(buf)), "r") as f:
+            for name, obj in f.items():
+                # variable-length strings are heap references, metadata rather than data
+                if isinstance(obj, h5py.Dataset) and obj.dtype.kind != "O":
+                    offset = obj.id.get_offset()
+                    size = obj.id.get_storage_size()
+                    if offset is not None and size > 0:
+                        out.append((str(name), int(offset), int(size)))
+    except Exception:  # any failure: the caller falls back to a blind byte mutation
+        return []
+    return out
+
+
+def _nc_data_flip(buf: bytearray, rng: random.Random) -> str:
+    sets = _h5_datasets(buf)
+    if not sets:
+        return _flip_bits(buf, rng)
+    name, a, n = rng.choice(sets)
+    flips = []
+    for _ in range(rng.choice((1, 1, 2, 8))):
+        bit = rng.randrange(n * 8)
+        if a + bit // 8 < len(buf):
+            buf[a + bit // 8] ^= 0x80 >> (bit % 8)
+            flips.append(bit)
+    return f"variable {name!r} (data at byte {a}): flip bits {flips}"
+
+
+def _nc_header_flip(buf: bytearray, rng: random.Random) -> str:
+    # HDF5 metadata: superblock, object headers (attributes, dimensions), heaps, B-trees
+    data = [(a, a + n) for _, a, n in _h5_datasets(buf)]
+    if not data:
+        return _flip_bits(buf, rng)
+    for _ in range(1000):  # metadata is a fair share of a small file: a few draws find it
+        pos = rng.randrange(len(buf))
+        if not any(a <= pos < b for a, b in data):
+            break
+    else:
+        return _flip_bits(buf, rng)
+    old = buf[pos]
+    buf[pos] ^= 1 << rng.randrange(8)
+    return f"metadata byte {pos} 0x{old:02x}->0x{buf[pos]:02x}"
+
+
+_HOSTILE_FLOATS = (math.nan, math.inf, -math.inf, 1e30, -1e30, 3.4e38, -3.4e38, -9999.0, 0.0, 1e-30)
+_HOSTILE_INTS = (2**62, -(2**62), -(2**63), 0, 10**15, -1)
+_HOSTILE_UNITS = (
+    "furlong",
+    "K",
+    "hPa",
+    "",
+    "degrees_Celsius",
+    "m s-1",
+    "%",
+    "1",
+    "kg m^^-2",
+    "days since 1800-01-01",
+    "hours since 2017-13-45",
+    "seconds since 9999-12-31",
+)
+_STANDARD_NAMES = (
+    "air_temperature",
+    "dew_point_temperature",
+    "wind_speed",
+    "air_pressure_at_mean_sea_level",
+    "latitude",
+    "longitude",
+    "time",
+    "no_such_name",
+)
+
+
+def _nc_edit(buf: bytearray, rng: random.Random) -> str:
+    """One edit through HDF5 (the file stays well-formed): a value, attribute or variable."""
+    import h5py
+    import numpy as np
+
+    store = io.BytesIO(bytes(buf))
+    try:
+        with h5py.File(store, "r+") as f:
+            names = sorted(n for n, o in f.items() if isinstance(o, h5py.Dataset))
+            if not names:
+                raise ValueError("no variables")
+            name = rng.choice(names)
+            ds = f[name]
+            what = rng.choice(("value", "value", "value", "units", "scale", "drop", "attr"))
+            if what == "value" and ds.size:
+                idx = [tuple(rng.randrange(n) for n in ds.shape) for _ in range(rng.choice((1, 3)))]
+                kind = ds.dtype.kind
+                if kind == "f":
+                    v: object = rng.choice(_HOSTILE_FLOATS)
+                elif kind in "iu":
+                    v = rng.choice(_HOSTILE_INTS)
+                    v = int(np.clip(v, np.iinfo(ds.dtype).min, np.iinfo(ds.dtype).max))
+                else:
+                    v = rng.choice(("", "\x00", "07", "DUPLICATE", "é" * 40))
+                for i in idx:
+                    ds[i] = v
+                done = f"{name}{idx} = {v!r}"
+            elif what == "units":
+                unit = rng.choice(_HOSTILE_UNITS)
+                ds.attrs["units"] = unit
+                done = f"{name}.units = {unit!r}"
+            elif what == "scale":
+                key = rng.choice(("scale_factor", "add_offset"))
+                factor = rng.choice((0.0, math.nan, 1e300, -1.0, 1e-300))
+                ds.attrs[key] = np.float64(factor)
+                done = f"{name}.{key} = {factor!r}"
+            elif what == "drop" and name not in ("time", "station"):
+                # dimension variables stay: without them HDF5 keeps dangling references
+                del f[name]
+                done = f"drop variable {name!r}"
+            else:
+                key, val = rng.choice(
+                    (
+                        ("standard_name", rng.choice(_STANDARD_NAMES)),
+                        ("cell_methods", rng.choice(("time: mean", "time: point", "area: max"))),
+                        ("cf_role", "timeseries_id"),
+                    )
+                )
+                ds.attrs[key] = val
+                done = f"{name}.{key} = {val!r}"
+    except Exception:  # not HDF5 any more (an earlier mutation): damage bytes instead
+        return "edit impossible, " + _flip_bits(buf, rng)
+    buf[:] = store.getvalue()
+    return "edit " + done
+
+
+_NETCDF_OPS: tuple[tuple[Op, float], ...] = (
+    (_nc_edit, 4.0),
+    (_nc_data_flip, 3.0),
+    # HDF5 metadata damage almost always makes the file unopenable (a whole-file error, as
+    # allowed): enough of it to test that, not so much that few mutants reach the records
+    (_nc_header_flip, 1.0),
+    (_truncate, 0.3),
+    (_flip_bits, 0.5),
+    (_insert_bytes, 0.15),
+    (_delete_bytes, 0.15),
+)
+
 # --------------------------------------------------------------------------- mutants
 
 
@@ -352,7 +508,8 @@ def mutate(data: bytes, fmt: Format, seed: int, name: str = "", max_ops: int = 3
         done = _run_ops(buf, _TEXT_OPS, rng, n)
         return Mutant(gzip.compress(bytes(buf), mtime=0), name, seed, tuple(done), max_ops)
     buf = bytearray(data)
-    done = _run_ops(buf, _BUFR_OPS if fmt == "bufr" else _TEXT_OPS, rng, n)
+    ops = {"bufr": _BUFR_OPS, "netcdf": _NETCDF_OPS}.get(fmt, _TEXT_OPS)
+    done = _run_ops(buf, ops, rng, n)
     return Mutant(bytes(buf), name, seed, tuple(done), max_ops)
 
 
@@ -370,12 +527,12 @@ def mutants(path: Path, fmt: Format, seeds: Iterable[int], max_ops: int = 3) -> 
 
 
 def text_of(data: bytes, fmt: Format, encoding: str = "latin-1") -> str | None:
-    """The text a text reader sees in ``data`` (None for BUFR or a broken gzip stream).
+    """The text a text reader sees in ``data`` (None for BUFR, NetCDF or a broken gzip stream).
 
     ``encoding`` is the reader's (bad bytes replaced, as readers do); latin-1 maps every byte
     to one character.
     """
-    if fmt == "bufr":
+    if fmt in ("bufr", "netcdf"):
         return None
     if fmt == "gzip_text":
         try:
@@ -638,7 +795,49 @@ def targets(data: Path) -> list[Target]:
                 derive=partial(iem_csv, history=str(history), lines=1500),
             )
         )
+        # no real CF-DSG file in shared data: three ISD-Lite stations as a WeatherReal file
+        found.append(
+            Target(
+                "cf_dsg",
+                "cf_dsg",
+                "netcdf",
+                files("isd_lite/07*-2017.gz")[:2],
+                partial(_isd_history, str(history)),
+                derive=partial(weatherreal_nc, history=str(history), hours=500),
+            )
+        )
     return [t for t in found if t.files]
+
+
+def weatherreal_nc(path: Path, history: str, hours: int, stations: int = 3) -> tuple[str, bytes]:
+    """The first ``hours`` reports of ISD-Lite file ``path`` and of the next ``stations - 1``
+    files of its year, written by the verification WeatherReal writer (CF ``station x time``
+    NetCDF4) in a temporary folder; deterministic bytes (HDF5 here stores no timestamps)."""
+    return _weatherreal_nc(str(path), history, hours, stations)
+
+
+@cache
+def _weatherreal_nc(path: str, history: str, hours: int, stations: int) -> tuple[str, bytes]:
+    import tempfile
+
+    from stratocast.obs.sources.isd_lite import IsdLiteSource
+    from stratocast.obs.table import collect
+    from stratocast.verify.io_weatherreal import write_weatherreal
+
+    first = Path(path)
+    year = first.name.rsplit("-", 1)[1]
+    siblings = sorted(first.parent.glob(f"*-{year}"))
+    at = siblings.index(first)
+    chosen = [siblings[(at + i) % len(siblings)] for i in range(min(stations, len(siblings)))]
+    catalogue = _isd_history(history)
+    records: list[Report] = []
+    for file in chosen:
+        reports = (r for r in IsdLiteSource().read(file, catalogue) if isinstance(r, Report))
+        records.extend(r for _, r in zip(range(hours), reports, strict=False))
+    name = first.name.replace(".gz", ".nc")
+    with tempfile.TemporaryDirectory() as work:
+        out = write_weatherreal(collect(records, "isd_lite").values, Path(work) / name)
+        return name, out.read_bytes()
 
 
 # The table source has no real CSV sample in shared data: an ISD-Lite year written as an IEM
