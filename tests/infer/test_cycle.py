@@ -420,3 +420,62 @@ def test_operate_metrics_are_served_on_loopback(setup: CycleSources, tmp_path: P
     assert 'stratocast_cycle_phase_seconds_count{phase="compute",product="det"} 2.0' in text
     assert "stratocast_model_load_seconds{checkpoint=" in text
     assert 'stratocast_observations_used{product="det"}' in text
+
+
+def _store_with_receipts(tiny_obs: pd.DataFrame, root: Path, delay: pd.Series) -> Path:
+    obs = tiny_obs.copy()
+    obs["received"] = obs["time"] + delay
+    write_observations(root, "synthetic", "2" * 16, obs)
+    return root
+
+
+def test_a_late_bulletin_is_left_to_later_cycles_and_counted(
+    setup: CycleSources, tiny_obs: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Reports of one window arrive 3 h after the 00 UTC cut-off: the 00 UTC cycle leaves them
+    out and counts them late; the 03 UTC rapid refresh, whose windows still hold that time,
+    uses them."""
+    on_time = pd.Series(pd.Timedelta(minutes=20), index=tiny_obs.index)
+    late_rows = (tiny_obs["time"] == pd.Timestamp(T0)) & tiny_obs["station_id"].isin(
+        sorted(set(tiny_obs["station_id"]))[:10]
+    )
+    assert late_rows.sum() > 10
+    delay = on_time.where(~late_rows, pd.Timedelta(hours=4))
+    store = _store_with_receipts(tiny_obs, tmp_path / "store", delay)
+    src = _sources(setup, tmp_path, store=store)
+    det = run_cycle("det", PRODUCT, src, T0)  # cut-off 01:00
+    assert det.obs_late == late_rows.sum()
+    rr = ProductConfig(
+        kind="rapid_refresh",
+        cycle="0 * * * *",
+        cutoff_minutes=10,
+        deadline_minutes=30,
+        horizon_hours=12,
+    )
+    later = run_cycle("rr", rr, src, T0 + timedelta(hours=4, minutes=0))
+    assert later.obs_late == 0
+    # the 04 UTC windows (16..22 and 22..04 UTC) hold the late 00 UTC reports
+    all_on_time = _store_with_receipts(tiny_obs, tmp_path / "store2", on_time)
+    ref = run_cycle(
+        "rr", rr, _sources(setup, tmp_path / "b", store=all_on_time), T0 + timedelta(hours=4)
+    )
+    assert later.obs_used == ref.obs_used
+    det_ref = run_cycle("det", PRODUCT, _sources(setup, tmp_path / "c", store=all_on_time), T0)
+    assert det_ref.obs_used - det.obs_used == late_rows.sum()  # exactly the late reports
+
+
+def test_a_feed_outage_thins_the_cycles_it_spans(
+    setup: CycleSources, tiny_obs: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Nothing arrives for 2 hours around the 12 UTC cut-off (the feed's backlog comes when it
+    returns): that cycle runs on what it has, counts the rest late, and the next cycle is whole."""
+    t12 = T0 + timedelta(hours=12)
+    arrive = tiny_obs["time"] + pd.Timedelta(minutes=20)
+    outage = (arrive > pd.Timestamp(t12)) & (arrive < pd.Timestamp(t12 + timedelta(hours=2)))
+    returns = pd.Timestamp(t12 + timedelta(hours=2, minutes=5))
+    delay = (arrive.where(~outage, returns)) - tiny_obs["time"]
+    src = _sources(setup, tmp_path, store=_store_with_receipts(tiny_obs, tmp_path / "s", delay))
+    hit = run_cycle("det", PRODUCT, src, t12)
+    assert hit.status == "published" and hit.obs_late == int(outage.sum()) > 0
+    nxt = run_cycle("det", PRODUCT, src, t12 + timedelta(hours=12))
+    assert nxt.obs_late == 0 and nxt.obs_used > hit.obs_used
