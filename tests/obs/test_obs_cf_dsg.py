@@ -701,3 +701,35 @@ def test_value_that_converts_to_infinity_is_rejected(tmp_path: Path) -> None:
     assert isinstance(bad, Rejection) and bad.check == "non_finite", bad
     assert bad.report_id == "huge.nc:obs=0" and "msl" in bad.reason
     assert isinstance(good, Report) and good.values["msl"] == pytest.approx(101300.0)
+
+
+@needs_data
+def test_one_variable_raising_is_its_own_rejection(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception while looking at one data variable is that variable's
+    ``file:<variable>`` decode_error; the elements keep every other variable's values."""
+    path = files["orthogonal"]
+    clean = [r for r in _decode(CfDsgSource(), path) if isinstance(r, Report)]
+    real = CfDsgSource._target
+    td = "tdew"  # the dewpoint variable of _data_vars
+
+    def target(self: CfDsgSource, name: str, attrs: Any) -> Any:
+        if name == td:
+            raise KeyError("injected failure")
+        return real(self, name, attrs)
+
+    monkeypatch.setattr(CfDsgSource, "_target", target)
+    broken = _decode(CfDsgSource(), path)
+    rej = broken[0]
+    assert isinstance(rej, Rejection) and rej.report_id == f"{path.name}:{td}"
+    assert rej.check == "decode_error" and "KeyError: 'injected failure'" in rej.reason
+    reports = {r.report_id: r for r in broken if isinstance(r, Report)}
+    assert sum("d2m" in r.values for r in clean) > 0.9 * len(clean)
+    assert not any("d2m" in r.values for r in reports.values())
+    kept = ("t2m", "msl", "ws10", "wd10")
+    with_others = [r for r in clean if any(k in r.values for k in kept)]
+    assert len(reports) == len(with_others) > 0
+    for a in with_others:
+        b = reports[a.report_id]
+        assert {k: a.values.get(k) for k in kept} == {k: b.values.get(k) for k in kept}

@@ -552,60 +552,60 @@ class CfDsgSource:
         for name in names:
             if name in used:
                 continue
-            da = ds[name]
-            target = self._target(name, da.attrs)
-            if target is None:
-                continue
-            var, unit = target
-            methods = str(da.attrs.get("cell_methods", ""))
-            over_time = _TIME_METHOD.search(methods)
-            # a maximum, mean or sum over time is not the instant value; a variable mapped by
-            # the 'variables' option is the user's call
-            if over_time and over_time.group(1) != "point" and name not in self.explicit:
-                reason = (
-                    f"cell_methods {methods.strip()!r}: not an instantaneous {var} (map it with "
-                    "the 'variables' option to read it anyway)"
-                )
-                problems.append((name, "skipped_variable", reason))
-                continue
-            if var in by_target:
-                problems.append(
-                    (
-                        name,
-                        "duplicate_variable",
-                        f"{var} is already read from {by_target[var]!r}; choose with the "
-                        "'variables' option",
-                    )
-                )
-                continue
-            if da.dtype.kind not in "fiu":
-                problems.append((name, "skipped_variable", f"not numeric (dtype {da.dtype})"))
-                continue
-            declared = unit if unit is not None else da.attrs.get("units")
-            if declared is None:
-                problems.append((name, "unknown_units", f"no units attribute for {var}"))
-                continue
             try:
-                conv = converter(cf_unit(str(declared)), VARIABLES[var].units)
-            except UnitConversionError as err:
-                problems.append((name, "unknown_units", f"units {declared!r} for {var}: {err}"))
-                continue
-            try:
-                values = np.asarray(da.values, dtype=np.float64)
-            except Exception as err:  # a damaged chunk: this variable is lost, not the file
-                why = f"its data cannot be read: {type(err).__name__}: {err}"
-                problems.append((name, "decode_error", why))
-                continue
-            arr = layout.flat(da.dims, values)
-            if arr is None:
-                problems.append(
-                    (name, "skipped_variable", f"dimensions {da.dims} are not the layout's")
-                )
-                continue
-            by_target[var] = name
-            native = np.where(np.isfinite(arr), arr, np.nan)
-            kept.append(_Var(name, var, conv, native))
+                got = self._data_variable(name, ds[name], layout, by_target)
+            except Exception as err:  # one variable's surprise must not sink the file
+                got = ("decode_error", f"decoding failed: {type(err).__name__}: {err}")
+            if isinstance(got, _Var):
+                by_target[got.variable] = name
+                kept.append(got)
+            elif got is not None:
+                problems.append((name, *got))
         return kept, problems
+
+    def _data_variable(
+        self, name: str, da: Any, layout: _Layout, by_target: Mapping[str, str]
+    ) -> _Var | tuple[str, str] | None:
+        """Variable ``name`` read, or (check, reason) why it is not; None: not a data
+        variable of ours."""
+        target = self._target(name, da.attrs)
+        if target is None:
+            return None
+        var, unit = target
+        methods = str(da.attrs.get("cell_methods", ""))
+        over_time = _TIME_METHOD.search(methods)
+        # a maximum, mean or sum over time is not the instant value; a variable mapped by
+        # the 'variables' option is the user's call
+        if over_time and over_time.group(1) != "point" and name not in self.explicit:
+            reason = (
+                f"cell_methods {methods.strip()!r}: not an instantaneous {var} (map it with "
+                "the 'variables' option to read it anyway)"
+            )
+            return "skipped_variable", reason
+        if var in by_target:
+            return (
+                "duplicate_variable",
+                f"{var} is already read from {by_target[var]!r}; choose with the "
+                "'variables' option",
+            )
+        if da.dtype.kind not in "fiu":
+            return "skipped_variable", f"not numeric (dtype {da.dtype})"
+        declared = unit if unit is not None else da.attrs.get("units")
+        if declared is None:
+            return "unknown_units", f"no units attribute for {var}"
+        try:
+            conv = converter(cf_unit(str(declared)), VARIABLES[var].units)
+        except UnitConversionError as err:
+            return "unknown_units", f"units {declared!r} for {var}: {err}"
+        try:
+            values = np.asarray(da.values, dtype=np.float64)
+        except Exception as err:  # a damaged chunk: this variable is lost, not the file
+            return "decode_error", f"its data cannot be read: {type(err).__name__}: {err}"
+        arr = layout.flat(da.dims, values)
+        if arr is None:
+            return "skipped_variable", f"dimensions {da.dims} are not the layout's"
+        native = np.where(np.isfinite(arr), arr, np.nan)
+        return _Var(name, var, conv, native)
 
     # -- elements ---------------------------------------------------------------------------
 
