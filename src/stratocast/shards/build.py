@@ -281,7 +281,7 @@ def _merged_stats(
     valid one (a part built before the period changed, an older build) is read back."""
     steps = spec.shard_shape[0]
     arr: zarr.Array | None = None
-    parts = []
+    merged = partial_stats.Merger()  # streamed: one shard's partial in memory at a time
     for shard in range(lo // steps, (hi - 1) // steps + 1):
         a, b = max(lo, shard * steps), min(hi, (shard + 1) * steps)
         got = partial_stats.load(out, spec, shard, a, b)
@@ -289,8 +289,8 @@ def _merged_stats(
             if arr is None:
                 arr = zarr.open_array(str(out / spec.path), mode="r")
             got = partial_stats.partial(np.asarray(arr[a:b]), a, channel_axis)
-        parts.append(got)
-    return partial_stats.merge(parts)
+        merged.add(got)
+    return merged.result()
 
 
 def finalise(cfg: ShardsConfig, out: Path) -> Manifest:

@@ -44,69 +44,100 @@ class Partial:
     m2: np.ndarray  # sum of squared deviations from ``mean``
     d2: np.ndarray  # sum of squared finite one-step tendencies inside the span
     dn: np.ndarray
-    first: np.ndarray  # (points, channel) float64: the span's first step
+    first: np.ndarray  # (points, channel), as stored: the span's first step
     last: np.ndarray  # and its last, for the tendencies across span borders
 
 
-def _channel_last(block: np.ndarray, channel_axis: int) -> np.ndarray:
-    """``(time, points, channel)`` float64."""
-    moved = np.moveaxis(block, channel_axis, -1)
-    return moved.reshape(block.shape[0], -1, block.shape[channel_axis]).astype(np.float64)
+def _sum_of_squares(x: np.ndarray) -> float:
+    """Sum of ``x**2``, squaring in place (``x`` is a temporary) with NumPy's pairwise sum."""
+    np.square(x, out=x)
+    return float(x.sum())
 
 
 def partial(block: np.ndarray, start: int, channel_axis: int) -> Partial:
     """Statistics of ``block`` (steps ``start..``, at least one step), channels on
-    ``channel_axis``."""
-    x = _channel_last(block, channel_axis)
-    ok = np.isfinite(x)
-    if ok.all():  # the grid always (load_part refuses a non-finite target): no masking
-        n = np.full(x.shape[2], float(x.shape[0] * x.shape[1]))
-        mean = x.sum(axis=(0, 1)) / n
-        dev = x - mean
-        m2 = (dev * dev).sum(axis=(0, 1))
-        diff = np.diff(x, axis=0)
-        d2 = (diff * diff).sum(axis=(0, 1))
-        dn = np.full(x.shape[2], float(diff.shape[0] * diff.shape[1]))
-    else:
-        n = ok.sum(axis=(0, 1)).astype(np.float64)
-        mean = np.where(ok, x, 0.0).sum(axis=(0, 1)) / np.maximum(n, 1.0)
-        dev = np.where(ok, x - mean, 0.0)
-        m2 = (dev * dev).sum(axis=(0, 1))
+    ``channel_axis``.
+
+    One channel at a time, squaring in place: the float64 temporaries stay about two of one
+    channel's share of the block (the writers run this on two shards at once)."""
+    n_ch = block.shape[channel_axis]
+    out = {k: np.zeros(n_ch) for k in ("n", "mean", "m2", "d2", "dn")}
+    # the span's ends as stored (float32): the border tendencies are taken from them in float64
+    first = np.empty((block[0].size // n_ch, n_ch), dtype=block.dtype)
+    last = np.empty_like(first)
+    for c in range(n_ch):
+        values = np.take(block, c, axis=channel_axis).reshape(block.shape[0], -1)
+        first[:, c], last[:, c] = values[0], values[-1]
+        x = values.astype(np.float64)
+        del values
         diff = np.diff(x, axis=0)
         dok = np.isfinite(diff)
-        d2 = np.where(dok, diff * diff, 0.0).sum(axis=(0, 1))
-        dn = dok.sum(axis=(0, 1)).astype(np.float64)
-    return Partial(start, start + x.shape[0], n, mean, m2, d2, dn, x[0].copy(), x[-1].copy())
+        if not dok.all():
+            diff[~dok] = 0.0
+        out["dn"][c] = float(dok.sum())
+        out["d2"][c] = _sum_of_squares(diff)
+        del diff, dok
+        ok = np.isfinite(x)
+        if ok.all():  # the grid always (load_part refuses a non-finite target): no masking
+            n = float(x.size)
+            mean = float(x.sum()) / n
+            x -= mean
+        else:
+            n = float(ok.sum())
+            x[~ok] = 0.0
+            mean = float(x.sum()) / max(n, 1.0)
+            x -= mean
+            x[~ok] = 0.0
+        out["n"][c], out["mean"][c] = n, mean
+        out["m2"][c] = _sum_of_squares(x)
+    return Partial(start, start + block.shape[0], first=first, last=last, **out)
 
 
-def merge(parts: list[Partial]) -> ChannelStats:
-    """The statistics of consecutive spans, in order (``parts[k].stop == parts[k+1].start``)."""
-    first = parts[0]
-    n, mean, m2 = first.n.copy(), first.mean.copy(), first.m2.copy()
-    d2, dn = first.d2.copy(), first.dn.copy()
-    prev = first
-    for p in parts[1:]:
-        # Chan et al.: the merged mean and M2 of two sets from theirs
-        total = n + p.n
-        delta = p.mean - mean
-        with np.errstate(invalid="ignore", divide="ignore"):
+class Merger:
+    """The statistics of consecutive spans added in order (``add``), streamed: only the last
+    span's final step is kept, whatever the number of shards."""
+
+    def __init__(self) -> None:
+        self._n: np.ndarray | None = None
+        self._mean = self._m2 = self._d2 = self._dn = np.zeros(0)
+        self._last: np.ndarray | None = None
+        self._stop = -1
+
+    def add(self, p: Partial) -> None:
+        if self._n is None:
+            self._n, self._mean, self._m2 = p.n.copy(), p.mean.copy(), p.m2.copy()
+            self._d2, self._dn = p.d2.copy(), p.dn.copy()
+        else:
+            if p.start != self._stop:
+                raise ValueError(f"span {p.start}..{p.stop - 1} does not follow {self._stop - 1}")
+            assert self._last is not None
+            # Chan et al.: the merged mean and M2 of two sets from theirs
+            n = self._n
+            total = n + p.n
+            delta = p.mean - self._mean
             share = np.where(total > 0, p.n / np.maximum(total, 1.0), 0.0)
-        mean = mean + delta * share
-        m2 = m2 + p.m2 + delta * delta * n * share
-        n = total
-        step = p.first - prev.last  # the tendency across the border
-        ok = np.isfinite(step)
-        d2 = d2 + p.d2 + np.where(ok, step * step, 0.0).sum(axis=0)
-        dn = dn + p.dn + ok.sum(axis=0)
-        prev = p
-    # As streamed_stats: a channel with no finite value gets the identity transform, a
-    # constant one std 1 (it would divide by zero when normalising).
-    mean = np.where(n > 0, mean, 0.0)
-    std = np.sqrt(np.maximum(m2 / np.maximum(n, 1.0), 0.0))
-    diff_std = np.sqrt(d2 / np.maximum(dn, 1.0))
-    std = np.where(std > 0, std, 1.0)
-    diff_std = np.where(diff_std > 0, diff_std, 1.0)
-    return ChannelStats(mean=mean.tolist(), std=std.tolist(), diff_std=diff_std.tolist())
+            self._mean = self._mean + delta * share
+            self._m2 = self._m2 + p.m2 + delta * delta * n * share
+            self._n = total
+            # the tendency across the border, in float64 as inside the spans
+            step = p.first.astype(np.float64) - self._last.astype(np.float64)
+            ok = np.isfinite(step)
+            self._d2 = self._d2 + p.d2 + np.where(ok, step * step, 0.0).sum(axis=0)
+            self._dn = self._dn + p.dn + ok.sum(axis=0)
+        self._last, self._stop = p.last, p.stop
+
+    def result(self) -> ChannelStats:
+        if self._n is None:
+            raise ValueError("no span was added")
+        n = self._n
+        # As streamed_stats: a channel with no finite value gets the identity transform, a
+        # constant one std 1 (it would divide by zero when normalising).
+        mean = np.where(n > 0, self._mean, 0.0)
+        std = np.sqrt(np.maximum(self._m2 / np.maximum(n, 1.0), 0.0))
+        diff_std = np.sqrt(self._d2 / np.maximum(self._dn, 1.0))
+        std = np.where(std > 0, std, 1.0)
+        diff_std = np.where(diff_std > 0, diff_std, 1.0)
+        return ChannelStats(mean=mean.tolist(), std=std.tolist(), diff_std=diff_std.tolist())
 
 
 def _fingerprint(root: Path, spec: ArrayManifest, shard: int) -> int | None:

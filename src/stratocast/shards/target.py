@@ -6,7 +6,11 @@
 * a local path (ERA5 GRIB or NetCDF, a Zarr store) or a URL (``https://…``, ``gs://…``,
   ``s3://…``: ARCO-ERA5 and WeatherBench2 are Zarr v2 stores) read through
   :func:`stratocast.gridded.open_gridded`, so every name and unit convention the readers know
-  applies, and a remote store is fetched chunk by chunk through the bounded disk cache.
+  applies, and a remote store is fetched chunk by chunk through the bounded disk cache;
+* several files along time — a list of paths, or a glob such as ``era5/*.nc`` (daily ERA5
+  files as the CDS delivers them): each opened once, checked against the first (variables,
+  grid, members; times must not overlap), ordered by their first time and joined lazily along
+  time, one dask chunk per file (:func:`_open_files`).
 
 Then, in this order: one ensemble member (``member``) where the source has several; the time
 range and step (``start``, ``end``, ``step_hours``: a subsample of the source's own step, never
@@ -22,9 +26,11 @@ static-field grid) runs here, before the build writes anything.
 
 from __future__ import annotations
 
+import glob
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -75,11 +81,16 @@ class GridConfig(ComponentConfig):
     method: Literal["bilinear", "conservative"] = "bilinear"
 
 
+_Path = Annotated[str, Field(min_length=1)]
+
+
 class TargetConfig(ComponentConfig):
-    source: str = Field(
+    source: _Path | Annotated[list[_Path], Field(min_length=1)] = Field(
         default=WORLD,
-        min_length=1,
-        description="'world', a GRIB/NetCDF/Zarr path, or a Zarr URL (https://, gs://, s3://)",
+        description=(
+            "'world', a GRIB/NetCDF/Zarr path, a Zarr URL (https://, gs://, s3://), or "
+            "several files along time: a list of paths or a glob (era5/*.nc)"
+        ),
     )
     start: str | None = None  # first valid time kept; None: the source's first
     end: str | None = None  # last valid time kept (inclusive); None: the source's last
@@ -96,6 +107,25 @@ class TargetConfig(ComponentConfig):
     @property
     def is_world(self) -> bool:
         return self.source == WORLD
+
+    def sources(self) -> list[str]:
+        """The source as a list: the paths given, a glob's matches sorted, or the one source."""
+        if isinstance(self.source, list):
+            return list(self.source)
+        if _is_url(self.source) or not glob.has_magic(self.source):
+            return [self.source]
+        found = sorted(glob.glob(str(Path(self.source.removeprefix("file://")).expanduser())))
+        if not found:
+            raise TargetError(f"shards.target.source {self.source!r}: the glob matches no file")
+        return found
+
+    def describe(self) -> str:
+        """The source as errors name it."""
+        if isinstance(self.source, str):
+            return self.source
+        if len(self.source) == 1:
+            return self.source[0]
+        return f"{self.source[0]} … ({len(self.source)} files)"
 
 
 def _is_url(source: str) -> bool:
@@ -120,21 +150,107 @@ def _open(cfg: TargetConfig, source: str, variables: Sequence[str], cache_dir: P
     return open_gridded(Path(source.removeprefix("file://")), **kwargs)
 
 
-def _open_with_orography(cfg: TargetConfig, channels: Sequence[str], cache_dir: Path) -> xr.Dataset:
+def _open_with_orography(
+    cfg: TargetConfig, source: str, channels: Sequence[str], cache_dir: Path
+) -> xr.Dataset:
     """The channels, and the source's own orography where it has one (ERA5's surface
     geopotential: a static of ARCO-ERA5 and WeatherBench2, a field of many GRIB files)."""
     from stratocast.gridded import GriddedFileError
 
     if "orography" in channels:
-        return _open(cfg, cfg.source, channels, cache_dir)
+        return _open(cfg, source, channels, cache_dir)
     try:
-        return _open(cfg, cfg.source, [*channels, "orography"], cache_dir)
+        return _open(cfg, source, [*channels, "orography"], cache_dir)
     except GriddedFileError as err:
         if "orography" not in err.problem:
             raise
     # the source has no orography: reopen asking for the channels alone, so a channel the
     # source lacks is reported on its own
-    return _open(cfg, cfg.source, channels, cache_dir)
+    return _open(cfg, source, channels, cache_dir)
+
+
+def _open_files(
+    cfg: TargetConfig, files: Sequence[str], channels: Sequence[str], cache_dir: Path
+) -> xr.Dataset:
+    """Several files along time as one lazy Dataset.
+
+    Each file is opened once (the per-file cost is the reader's open, ~30 ms for a daily
+    ERA5 NetCDF file): the first with its orography where it has one (a static field: the
+    others are asked for the channels alone, so that a file without it is no error), the
+    others checked against it — the same variables, grid and members, else an error naming
+    the file — then ordered by their first time, refused where their times overlap, and
+    joined along time without re-aligning (the grids are equal, checked), one dask chunk per
+    file and variable as ``xarray.open_mfdataset`` has it."""
+    import xarray as xr
+
+    first = _open_with_orography(cfg, files[0], channels, cache_dir)
+    oro = first.get("orography")
+    if oro is not None:  # a static: one 2-D field, whichever file's times it came with
+        oro = oro.isel({d: 0 for d in oro.dims if d not in ("lat", "lon")}, drop=True)
+    parts = [(files[0], first[list(channels)])]
+    for f in files[1:]:
+        ds = _open(cfg, f, channels, cache_dir)
+        _same_layout(files[0], parts[0][1], f, ds)
+        parts.append((f, ds))
+    parts.sort(key=lambda p: p[1]["time"].values[0])
+    for (fa, a), (fb, b) in itertools.pairwise(parts):
+        a_last, b_first = a["time"].values[-1], b["time"].values[0]
+        if b_first <= a_last:
+            raise TargetError(
+                f"{fb}: its times {_fmt(b_first)}..{_fmt(b['time'].values[-1])} overlap those "
+                f"of {fa} ({_fmt(a['time'].values[0])}..{_fmt(a_last)}); give each time once"
+            )
+    # A token per file (path, size, mtime) instead of hashing each lazy array: unique dask
+    # names at no cost.
+    chunked = [ds.chunk(token=_file_token(f)) for f, ds in parts]
+    out = xr.concat(
+        chunked,
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="override",
+    )
+    if oro is not None:
+        out["orography"] = oro
+    return out
+
+
+def _file_token(path: str) -> str:
+    p = Path(path.removeprefix("file://"))
+    try:
+        st = p.stat()
+    except OSError:
+        return path
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _same_layout(ref_name: str, ref: xr.Dataset, name: str, ds: xr.Dataset) -> None:
+    extra = sorted(set(map(str, ds.data_vars)) - set(map(str, ref.data_vars)))
+    if extra:  # the readers keep only what was asked for: a defensive check
+        raise TargetError(f"{name}: variables {extra} that {ref_name} does not have")
+    if ("member" in ds.dims) != ("member" in ref.dims) or (
+        "member" in ds.dims and ds.sizes["member"] != ref.sizes["member"]
+    ):
+        raise TargetError(
+            f"{name}: {ds.sizes.get('member', 'no')} ensemble members, {ref_name} has "
+            f"{ref.sizes.get('member', 'no')}; the files must be one source"
+        )
+    for axis in ("lat", "lon"):
+        a = np.asarray(ref[axis].values, dtype=np.float64)
+        b = np.asarray(ds[axis].values, dtype=np.float64)
+        if a.shape != b.shape or not np.allclose(a, b, atol=_DEG_TOL, rtol=0.0):
+            raise TargetError(
+                f"{name}: its grid differs from {ref_name}'s along {axis} ({b.size} points "
+                f"{b[0]:g}..{b[-1]:g}, expected {a.size} points {a[0]:g}..{a[-1]:g}); the "
+                "files must be on one grid"
+            )
+    for var in map(str, ref.data_vars):
+        if ds[var].dims != ref[var].dims:
+            raise TargetError(
+                f"{name}: {var} has dims {ds[var].dims}, {ref_name} has {ref[var].dims}"
+            )
 
 
 def open_target(
@@ -161,8 +277,12 @@ def open_target(
             )
         what = "the world's truth"
     else:
-        ds = _open_with_orography(cfg, channels, cache_dir)
-        what = cfg.source
+        files = cfg.sources()
+        if len(files) == 1:
+            ds = _open_with_orography(cfg, files[0], channels, cache_dir)
+        else:
+            ds = _open_files(cfg, files, channels, cache_dir)
+        what = cfg.describe()
     keep = [*channels, *(["orography"] if "orography" in ds else [])]
     ds = ds[keep]
     ds = _member(ds, cfg, what)
@@ -252,7 +372,7 @@ def _static(ds: xr.Dataset, cfg: TargetConfig, cache_dir: Path) -> xr.Dataset:
         b = np.asarray(st[axis].values, dtype=np.float64)
         if a.shape != b.shape or not np.allclose(a, b, atol=_DEG_TOL, rtol=0.0):
             raise TargetError(
-                f"{cfg.static}: the static field's grid differs from {cfg.source}'s along "
+                f"{cfg.static}: the static field's grid differs from {cfg.describe()}'s along "
                 f"{axis} ({b.size} points {b[0]:g}..{b[-1]:g}, expected {a.size} points "
                 f"{a[0]:g}..{a[-1]:g}); give a static file on the source's grid"
             )
@@ -270,6 +390,16 @@ def region_columns(lon: np.ndarray, region: RegionConfig) -> tuple[np.ndarray, n
     idx = np.nonzero(inside)[0]
     idx = idx[np.argsort(offset[idx], kind="stable")]
     return idx, start + offset[idx]
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """A contiguous ascending run of indices as a slice: a lazy source then reads just that
+    window (xarray and dask push slices down to the file; an index array makes every read
+    take the whole field and copy the window out). Else the indices as they are (a region
+    crossing the source's longitude seam)."""
+    if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+        return slice(int(idx[0]), int(idx[0]) + idx.size)
+    return idx
 
 
 def _target_axis(lo: float, hi: float, res: float) -> np.ndarray:
@@ -302,7 +432,7 @@ def _domain(ds: xr.Dataset, cfg: TargetConfig, what: str) -> xr.Dataset:
                 f"{what}: the region ({region.describe()}) holds {rows.size}×{cols.size} grid "
                 "points of the source; need at least 2×2 (or set shards.target.grid)"
             )
-        return ds.isel(lat=rows, lon=cols).assign_coords(lon=run)
+        return ds.isel(lat=_as_slice(rows), lon=_as_slice(cols)).assign_coords(lon=run)
     return _regridded(ds, cfg.grid, region, what)
 
 
