@@ -27,10 +27,11 @@ six channels and writes one time step per chunk with zstd level 3:
   it (dask's threaded scheduler on both cores);
 * ours: :func:`stratocast.shards.target.open_target` + :func:`stratocast.shards.build.build`
   (init → load_part → finalise, timed by phase: besides the grid it writes the observation
-  windows of 20 synthetic stations, the per-chunk crc32c records, and finalise makes a
-  streamed statistics pass over everything written, none of which the baseline does).
-  ``open_target`` takes one source, so the daily NetCDF files are opened one by one with it
-  and concatenated along time (dask-backed, one chunk per file, as ``open_mfdataset`` has it);
+  windows of 20 synthetic stations, the per-chunk crc32c records and the normalisation
+  statistics — taken by the writers shard by shard, merged by finalise — none of which the
+  baseline does). The daily NetCDF files go to ``open_target`` as a list of paths (each
+  opened once, joined along time lazily, one dask chunk per file, as ``open_mfdataset`` has
+  it);
 * previous (``--no-previous`` skips it): ours with the ``load_part`` loop as it was before
   :mod:`stratocast.shards.pipeline` (copied here), to show what that change did.
 
@@ -93,7 +94,8 @@ REGION = {"lat_min": 30.0, "lat_max": 45.0, "lon_min": -110.0, "lon_max": -80.0}
 SHARD_STEPS = 64
 SOURCE_VERSION = 1
 K_BOUND = 7.0  # output blocks held at once by ours' load_part: see memory_bounds
-K_FINALISE = 13.0  # output blocks' worth of float64 temporaries in finalise: memory_bounds
+K_STATS = 10.0  # channel shares of a block in the writers' statistics: memory_bounds
+K_FINALISE = 1.0 + 5.0 / len(CHANNELS)  # finalise re-reading a shard: memory_bounds
 
 
 # -- source ------------------------------------------------------------------------------------
@@ -263,19 +265,14 @@ def ours_open(kind: str, source: Any, n_time: int, cache: Path) -> xr.Dataset:
             world_truth=_no_world,
             cache_dir=cache,
         )
-    # open_target takes one source: each day's file, then one lazy concatenation (dask, one
-    # chunk per file, as open_mfdataset has it) cut to the steps asked for
-    day_cfg = cfg.model_copy(update={"start": None, "end": None})
-    parts = [
-        open_target(
-            day_cfg.model_copy(update={"source": str(f)}),
-            CHANNELS,
-            world_truth=_no_world,
-            cache_dir=cache,
-        ).chunk()
-        for f in days_for(source, n_time)
-    ]
-    return xr.concat(parts, dim="time").isel(time=slice(0, n_time))
+    # the daily files as the list a user gives (or a glob): opened once each, joined lazily
+    files = [str(f) for f in days_for(source, n_time)]
+    return open_target(
+        cfg.model_copy(update={"source": files}),
+        CHANNELS,
+        world_truth=_no_world,
+        cache_dir=cache,
+    )
 
 
 def days_for(files: Sequence[Path], n_time: int) -> list[Path]:
@@ -437,18 +434,21 @@ def memory_bounds(n_lat: int, n_lon: int, src_lat: int, src_lon: int) -> tuple[f
     batched source read (shard_steps × channels × the source's chunk area × 4 B, capped by
     ``pipeline.READ_BUDGET``):
 
-    * load_part: ``K_BOUND`` × B + 2 S. The blocks: two being compressed and written with
-      their encoded chunks (4), one waiting in the read-ahead queue, and the one being read
-      with the per-channel results it is assembled from (2); S twice: the read itself and
-      zarr's decoded chunk buffers it is copied from.
-    * finalise (unchanged by this work): ``K_FINALISE`` × B: the statistics pass holds one
-      shard in float64 (2 B) and about five float64 temporaries of that size (squares,
-      masked copies, the tendencies)."""
+    * load_part: ``K_BOUND`` × B + ``K_STATS`` × B / channels + 2 S. The blocks: two being
+      compressed and written with their encoded chunks (4), one waiting in the read-ahead
+      queue, and the one being read with the per-channel results it is assembled from (2);
+      the statistics each of the two writers takes of its shard, one channel at a time (that
+      channel's float32 copy, its float64 values and their tendencies: 5 channel shares
+      each); S twice: the read itself and zarr's decoded chunk buffers it is copied from.
+    * finalise: merges the writers' partial statistics, one shard's at a time (two time
+      steps); only a shard without a valid partial is read back, one at a time: at most
+      ``K_FINALISE`` × B (the shard and one channel's statistics temporaries)."""
     from stratocast.shards.pipeline import READ_BUDGET
 
     block = SHARD_STEPS * len(CHANNELS) * n_lat * n_lon * 4.0
     source_read = min(float(READ_BUDGET), SHARD_STEPS * len(CHANNELS) * src_lat * src_lon * 4.0)
-    return K_BOUND * block + 2.0 * source_read, K_FINALISE * block
+    bound = (K_BOUND + K_STATS / len(CHANNELS)) * block + 2.0 * source_read
+    return bound, K_FINALISE * block
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -560,7 +560,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"yes ({row['values']:,} values) |",
             flush=True,
         )
-    print("\nours by phase (median s): open_target | init + load_part | finalise (statistics)")
+    print(
+        "\nours by phase (median s): open_target | init + load_part | "
+        "finalise (checksums, statistics merge)"
+    )
     for row in results["timing"]:
         o, w, f = row["ours_phases_median_s"]
         print(f"  {row['source']}: {o:.2f} | {w:.2f} | {f:.2f}")
@@ -569,8 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bound, bound_final = memory_bounds(n_lat, n_lon, src_lat, src_lon)
         print(
             f"\nours, peak memory over the lazy open ({args.memory_source}); stated bounds: "
-            f"load_part {K_BOUND:g} B + 2 S = {bound / 1e6:.0f} MB, finalise "
-            f"{K_FINALISE:g} B = {bound_final / 1e6:.0f} MB (B = one shard's block, "
+            f"load_part {K_BOUND:g} B + {K_STATS:g} B / {len(CHANNELS)} + 2 S = "
+            f"{bound / 1e6:.0f} MB, finalise {K_FINALISE:.2f} B = {bound_final / 1e6:.0f} MB "
+            "(B = one shard's block, "
             f"S = one batched source read)\n"
         )
         print(
