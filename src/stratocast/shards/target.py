@@ -356,7 +356,7 @@ def _times(ds: xr.Dataset, cfg: TargetConfig, what: str) -> xr.Dataset:
             f"(first {_fmt(gaps[0])}); the source steps are "
             f"{sorted({str(d.astype('timedelta64[h]')) for d in np.diff(times)})[:4]}"
         )
-    return ds.sel(time=wanted)
+    return ds.isel(time=_as_slice(np.searchsorted(times, wanted)))
 
 
 def _static(ds: xr.Dataset, cfg: TargetConfig, cache_dir: Path) -> xr.Dataset:
@@ -393,12 +393,17 @@ def region_columns(lon: np.ndarray, region: RegionConfig) -> tuple[np.ndarray, n
 
 
 def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
-    """A contiguous ascending run of indices as a slice: a lazy source then reads just that
+    """Ascending indices at a constant stride as a slice: a lazy source then reads just that
     window (xarray and dask push slices down to the file; an index array makes every read
-    take the whole field and copy the window out). Else the indices as they are (a region
-    crossing the source's longitude seam)."""
-    if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
-        return slice(int(idx[0]), int(idx[0]) + idx.size)
+    take the whole field and copy the window out, and along time makes dask shuffle the
+    whole axis's graph at open). Else the indices as they are (a region crossing the
+    source's longitude seam)."""
+    if idx.size == 1:
+        return slice(int(idx[0]), int(idx[0]) + 1)
+    if idx.size > 1:
+        stride = int(idx[1] - idx[0])
+        if stride > 0 and np.array_equal(idx, idx[0] + stride * np.arange(idx.size)):
+            return slice(int(idx[0]), int(idx[-1]) + 1, stride)
     return idx
 
 
