@@ -38,6 +38,7 @@ from stratocast.shards.layout import (
 )
 from stratocast.shards.stations import HeldOutConfig
 from stratocast.shards.target import TargetConfig, TargetError
+from stratocast.shards.windows import obs_windows
 from stratocast.shards.writer import create_array, new_array, record_checksums, write_block
 from stratocast.vocab.variables import get as get_variable
 
@@ -157,35 +158,19 @@ def part_range(manifest: Manifest, shard_steps: int, part: int, n_parts: int) ->
 
 
 def _obs_windows(obs: pd.DataFrame, manifest: Manifest, times: range) -> np.ndarray:
-    """Latest report per (window, station, variable) as a padded dense array."""
-    n_slot, n_var = len(manifest.station_ids), len(manifest.obs_variables)
-    dense = np.full((len(times), n_slot, n_var), np.nan, dtype=np.float32)
-    if len(times) == 0 or obs.empty:
-        return dense
-    start = np.datetime64(manifest.time_start, "ns")
-    step = np.timedelta64(manifest.time_step_hours, "h")
-    t = obs["time"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
-    # Window i holds (t_i - step, t_i]: ceil of the offset in steps.
-    win = np.ceil((t - start) / step).astype(np.int64)
-    slot_of = {s: i for i, s in enumerate(manifest.station_ids)}
-    var_of = {v: i for i, v in enumerate(manifest.obs_variables)}
-    slot = obs["station_id"].map(slot_of)
-    var = obs["variable"].map(var_of)
-    keep = (win >= times.start) & (win < times.stop) & slot.notna().to_numpy()
-    keep &= var.notna().to_numpy()
-    sel = pd.DataFrame(
-        {
-            "w": win[keep] - times.start,
-            "s": slot[keep].astype(np.int64),
-            "v": var[keep].astype(np.int64),
-            "t": t[keep],
-            "x": obs["value"].to_numpy()[keep],
-        }
+    """Latest report per (window, station, variable) as a padded dense array: the one window
+    code the product cycles run too (stratocast.shards.windows)."""
+    first = np.datetime64(manifest.time_start, "ns") + times.start * np.timedelta64(
+        manifest.time_step_hours, "h"
     )
-    # Several reports in one window: the latest one is closest to the analysis time.
-    sel = sel.sort_values("t").drop_duplicates(["w", "s", "v"], keep="last")
-    dense[sel["w"].to_numpy(), sel["s"].to_numpy(), sel["v"].to_numpy()] = sel["x"].to_numpy()
-    return dense
+    return obs_windows(
+        obs,
+        manifest.station_ids,
+        manifest.obs_variables,
+        first,
+        manifest.time_step_hours,
+        len(times),
+    )
 
 
 def load_part(
