@@ -106,7 +106,9 @@ def _ingest_config(tmp_path: Path, work: Path) -> Path:
     if not DWD_SYNOP.is_file():
         pytest.skip(f"real sample data absent: {DWD_SYNOP}")
     source = {"name": "synop_bufr", "paths": [str(DWD_SYNOP.resolve())]}
-    return demo_config(tmp_path, work, ingest={"sources": [source]})
+    # receipt by file mtime: this workdir has no world, so no arrival manifest
+    ingest = {"sources": [source], "received": "mtime", "arrivals": None}
+    return demo_config(tmp_path, work, ingest=ingest)
 
 
 def test_disk_full_on_a_tiny_tmpfs(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def _local_cfg(**extra: Any) -> IngestConfig:
 
 
 def _table(df: pd.DataFrame) -> pd.DataFrame:
-    cols = sorted(df.columns)
+    # receipt times differ by design: a local file's mtime, a download's run time
+    cols = sorted(c for c in df.columns if c not in ("received", "superseded_at"))
     return df[cols].sort_values(cols, kind="stable", na_position="first").reset_index(drop=True)
 
 

@@ -310,6 +310,34 @@ class _Var:
     native: NDArray[np.float64]  # per element, NaN where missing
 
 
+# Damaged HDF5 metadata can make netCDF-C loop forever while opening a file (seen in the fuzz
+# runs: one flipped byte; h5py opens the same file). A loop in C cannot be interrupted from
+# Python, so the open is first tried in a child process with a time limit: it costs one
+# interpreter start per file (~0.1-0.3 s), small beside reading a station archive. 0: off.
+OPEN_TIMEOUT_S = 15.0
+_PROBE = "import sys, netCDF4; netCDF4.Dataset(sys.argv[1]).close()"
+
+
+def _opens_in_time(path: Path, timeout_s: float) -> None:
+    """Raise SourceFileError when opening ``path`` does not finish within ``timeout_s``; any
+    other failure is left to the real open, which names it."""
+    import subprocess
+    import sys
+
+    try:
+        subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)],
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceFileError(
+            f"{path}: opening it did not finish in {timeout_s:g} s (damaged HDF5 metadata makes "
+            "netCDF-C loop); the file is skipped"
+        ) from None
+
+
 class CfDsgSource:
     """Source ``cf_dsg``: CF discrete-sampling-geometry station NetCDF (timeSeries, point)."""
 
@@ -321,6 +349,7 @@ class CfDsgSource:
         variables: Mapping[str, Mapping[str, Any]] | None = None,
         station_variable: str | None = None,
         stations: str | None = None,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
     ) -> None:
         """``variables``: NetCDF variable -> ``{variable: <canonical>, units: <unit>}`` for
         variables the automatic matching misses (units default to the ``units`` attribute);
@@ -342,6 +371,9 @@ class CfDsgSource:
             self.explicit[str(name)] = (var, None if unit is None else str(unit))
         self.station_variable = station_variable
         self.stations = stations
+        if not 0 <= open_timeout_s <= 3600:
+            raise TableOptionError(f"options.open_timeout_s: {open_timeout_s} is not in 0..3600")
+        self.open_timeout_s = float(open_timeout_s)
 
     def read(self, path: Path, catalogue: StationCatalogue | None = None) -> Iterator[Record]:
         import xarray as xr
@@ -349,6 +381,8 @@ class CfDsgSource:
         path = Path(path)
         if not path.is_file():
             raise SourceFileError(f"cannot read {path}: file not found")
+        if self.open_timeout_s:
+            _opens_in_time(path, self.open_timeout_s)
         try:
             with warnings.catch_warnings():
                 # MADIS declares both _FillValue and missing_value: both are missing, as meant
