@@ -116,6 +116,8 @@ def test_a_cycle_equals_the_reforecast_and_publishes_once(
         np.testing.assert_array_equal(got[c].values, ref[c].values)
     record = json.loads((r.path / "COMPLETE").read_text())
     assert record["fallback"] is False and record["cycle_time"] == T0.isoformat()
+    assert set(record["phases"]) == {"load", "ingest", "compute", "export"}
+    assert record["phases"]["export"] == r.phases["export"] > 0
     assert (src.products / "det" / LATEST).read_text().strip() == "20000117T0000"
 
     # idempotent: a second run publishes nothing new; forced, it recomputes the same values

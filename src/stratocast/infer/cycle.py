@@ -234,15 +234,18 @@ def run_cycle(
         "checkpoint": str(src.checkpoint),
         "fallback": False,
     }
-    t3 = time.perf_counter()
+    record["phases"] = phases
 
     def write(tmp: Path) -> list[str]:
-        return _export(ds, tmp, product.outputs, product.sites)
+        # publish() writes COMPLETE from ``record`` after this returns: the export time and
+        # the publication time it records are those of the files just written
+        t3 = time.perf_counter()
+        files = _export(ds, tmp, product.outputs, product.sites)
+        phases["export"] = time.perf_counter() - t3
+        record["published_at"] = clock().isoformat()
+        return files
 
-    published_at = clock()
-    record["published_at"] = published_at.isoformat()
-    path = publish(src.products, name, cycle_time, write, {**record, "phases": phases})
-    phases["export"] = time.perf_counter() - t3
+    path = publish(src.products, name, cycle_time, write, record)
     margin = (deadline - clock()).total_seconds()
     return CycleResult(name, cycle_time, "published", path, phases, n_obs, n_late, margin)
 
