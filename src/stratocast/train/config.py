@@ -8,7 +8,7 @@ second instead of after loading the training stack. The trainer, ``parallel`` an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -91,6 +91,12 @@ class TrainConfig(ComponentConfig):
     val_start: str = "2000-11-01T00"
     val_end: str = "2000-11-15T18"
     steps: int = count(1200, le=STEPS_MAX)
+    # Wall-clock budget of the run in seconds (this process's time; a resumed run starts the
+    # clock again). When set, training stops at the budget or at ``steps``, whichever comes
+    # first, and the learning-rate and rollout schedules follow elapsed time (their length is
+    # the budget): the way to fit a run to a deadline, or to compare models at equal training
+    # time. The number of steps then depends on the machine: runs are not bit-reproducible.
+    time_budget_s: float | None = Field(default=None, gt=0)
     batch_size: int = count(8, le=BATCH_MAX)  # micro-batch: samples per process per pass
     grad_accum: int = count(1, le=BATCH_MAX)  # micro-batches per optimizer step
     # Optional statement of batch_size x grad_accum x world size, checked when given.
@@ -104,6 +110,9 @@ class TrainConfig(ComponentConfig):
     # The rollout length grows from 1 to ``rollout`` over this fraction of training: short
     # rollouts first teach the one-step tendency, long ones then teach stability.
     rollout_ramp: float = Field(default=0.6, ge=0, le=1)
+    # Per-channel weights of the loss (channels not named weigh 1; normalised to mean 1), e.g.
+    # more weight on the surface variables the products sell than on z500.
+    loss_weights: dict[str, Annotated[float, Field(ge=0, le=1e3)]] = Field(default_factory=dict)
     # Minimum fraction of the training period's windows holding any observation: below it
     # the run stops before the first step (train.guard.TooFewObservationsError).
     min_obs_fraction: float = Field(default=0.5, ge=0.0, le=1.0)

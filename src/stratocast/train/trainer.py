@@ -55,7 +55,7 @@ from stratocast.train.guard import (
     describe_nonfinite,
     obs_coverage,
 )
-from stratocast.train.loss import latitude_weights, weighted_mse
+from stratocast.train.loss import channel_weights, latitude_weights, weighted_mse
 from stratocast.train.monitor import Monitor, StepTimer, device_stats
 from stratocast.train.parallel import (
     CommTimer,
@@ -116,6 +116,28 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _schedule_step(cfg: TrainConfig, step: int, elapsed_s: float) -> int | None:
+    """The step the schedules are read at: the step itself, or with a time budget the
+    elapsed fraction of the budget mapped onto ``steps``; None once the budget is spent."""
+    budget = cfg.time_budget_s
+    if budget is None:
+        return step
+    if elapsed_s >= budget:
+        return None
+    return min(cfg.steps - 1, int(cfg.steps * elapsed_s / budget))
+
+
+def _elapsed(run: _Run, t_start: float) -> float:
+    """Seconds since the loop began; with a time budget on several processes, the largest
+    over the ranks, so that every rank reads the same schedule and stops at the same step."""
+    elapsed = time.perf_counter() - t_start
+    if run.cfg.time_budget_s is None or not run.dist.distributed:
+        return elapsed
+    t = torch.tensor([elapsed], dtype=torch.float64, device=run.dist.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
 
 
 def _noise_seed(seed: int, rank: int) -> int:
@@ -219,6 +241,7 @@ class _Run:
     ckpt: Checkpointer
     comm: CommTimer
     lat_w: torch.Tensor
+    chan_w: torch.Tensor
     coverage: ObsCoverage
     step: int = 0
     eval_model: nn.Module | None = None
@@ -309,6 +332,7 @@ def _setup(
     # Before any model is built: a period without observations fails here, not as NaN later.
     coverage = obs_coverage(shards, store.manifest.times(), cfg.train_start, cfg.train_end)
     check_obs_coverage(coverage, _min_obs_fraction(cfg, min_obs_fraction), shards)
+    chan_w = channel_weights(store.manifest.channels, cfg.loss_weights)  # before any model
     geometry = geometry_from_store(store)
     model = build_model(cfg.model.name, geometry, cfg.model.options())
     comm = CommTimer()
@@ -343,6 +367,7 @@ def _setup(
         ckpt=Checkpointer(out / "checkpoints", cfg.checkpoint, dist_info),
         comm=comm,
         lat_w=lat_w.to(dist_info.device),
+        chan_w=chan_w.to(dist_info.device),
         coverage=coverage,
     )
 
@@ -428,12 +453,11 @@ class _StepResult:
 
 
 def _train_step(
-    run: _Run, batches: Iterator[dict[str, torch.Tensor]], timer: StepTimer, k: int
+    run: _Run, batches: Iterator[dict[str, torch.Tensor]], timer: StepTimer, k: int, lr: float
 ) -> _StepResult:
     """Forward, backward and clipping over ``grad_accum`` micro-batches; the optimizer step
     is left to the caller, which takes it only once every rank agrees the step is finite."""
     cfg, dev = run.cfg, run.dist.device
-    lr = _lr_at(cfg, run.step)
     for group in run.opt.param_groups:
         group["lr"] = lr
     # FSDP's mixed-precision policy casts itself; elsewhere bf16 is autocast over fp32 weights.
@@ -449,7 +473,7 @@ def _train_step(
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                     pred = run.module(batch["obs"], batch["obs_mask"], batch["clock"], k)
                 target = batch["target"][:, : cfg.history + k]
-                per_step = weighted_mse(pred.float(), target, run.lat_w)
+                per_step = weighted_mse(pred.float(), target, run.lat_w, run.chan_w)
                 loss = per_step.mean() / cfg.grad_accum
             with timer.phase("backward"):
                 loss.backward()
@@ -516,10 +540,14 @@ def _loop(run: _Run, monitor: Monitor, progress: bool) -> str | None:
     pending: dict[str, Any] = {"obs/train_windows": cov.windows, "obs/masked_windows": cov.masked}
     try:
         with PreemptionFlag() as flag:
+            t_start = time.perf_counter()
             while run.step < cfg.steps:
-                k = _rollout_at(cfg, run.step)
-                lr = _lr_at(cfg, run.step)
-                result = _train_step(run, batches, timer, k)
+                at = _schedule_step(cfg, run.step, _elapsed(run, t_start))
+                if at is None:
+                    break  # the time budget is spent
+                k = _rollout_at(cfg, at)
+                lr = _lr_at(cfg, at)
+                result = _train_step(run, batches, timer, k, lr)
                 with timer.phase("communication"):
                     per_step, stop, bad = _agree(run, result.per_step, flag.raised, result.finite)
                 if bad:  # every rank sees it: all stop here, before the step and its checkpoint

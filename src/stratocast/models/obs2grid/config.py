@@ -22,3 +22,6 @@ class Obs2GridConfig(ComponentConfig):
     max_kernel_width_km: float | None = Field(default=None, gt=0)
     # hold the area-weighted global mean msl after each step (global grids with msl only)
     mass_fixer: bool = False
+    # the network behind the analysis and the step: "gridnet" (one coarse scale, residual
+    # blocks at half resolution) or "unet" (multi-scale, longitude-periodic; see unet.py)
+    processor: Literal["gridnet", "unet"] = "gridnet"

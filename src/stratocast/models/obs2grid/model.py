@@ -15,8 +15,8 @@ from torch import nn
 from stratocast.config import format_validation
 from stratocast.errors import StratocastError
 from stratocast.models.base import Geometry, ModelOptionError, register
-from stratocast.models.obs2grid.blocks import GridNet
 from stratocast.models.obs2grid.config import Obs2GridConfig
+from stratocast.models.obs2grid.processors import build_processor
 from stratocast.models.obs2grid.sites import SetToGrid, SitePairs, height_offsets, site_pairs
 
 LAPSE_RATE = 0.0065  # K/m, standard atmosphere
@@ -50,6 +50,7 @@ class Obs2Grid(nn.Module):
         kernel_widths_km: tuple[float, ...] = (300.0, 900.0),
         max_kernel_width_km: float | None = None,
         mass_fixer: bool = False,
+        processor: str = "gridnet",
     ) -> None:
         super().__init__()
         # Built on the ascending-latitude grid; a descending input is flipped at the boundary
@@ -69,15 +70,21 @@ class Obs2Grid(nn.Module):
         self.register_buffer("lon_hours", lon_hours)
         n_obs = self.encoder.n_features_per_variable * len(g.obs_variables)
         # +1: a plane saying whether the background is a real forecast or the climatology.
-        self.analysis_net = GridNet(
+        self.analysis_net = build_processor(
+            processor,
             n_obs + self.n_channels + 1 + n_static,
             self.n_channels,
             hidden,
             blocks,
-            periodic_lon=self.periodic_lon,
+            self.periodic_lon,
         )
-        self.step_net = GridNet(
-            self.n_channels + n_static, self.n_channels, hidden, blocks, self.periodic_lon
+        self.step_net = build_processor(
+            processor,
+            self.n_channels + n_static,
+            self.n_channels,
+            hidden,
+            blocks,
+            self.periodic_lon,
         )
         # Dry-mass proxy (as ACE2 corrects): after each step the area-weighted global mean
         # of msl is put back to its value before the step, so a long rollout cannot gain or
@@ -227,4 +234,5 @@ def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
         kernel_widths_km=tuple(cfg.kernel_widths_km),
         max_kernel_width_km=cfg.max_kernel_width_km,
         mass_fixer=cfg.mass_fixer,
+        processor=cfg.processor,
     )
