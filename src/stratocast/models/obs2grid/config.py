@@ -25,3 +25,6 @@ class Obs2GridConfig(ComponentConfig):
     # the network behind the analysis and the step: "gridnet" (one coarse scale, residual
     # blocks at half resolution) or "unet" (multi-scale, longitude-periodic; see unet.py)
     processor: Literal["gridnet", "unet"] = "gridnet"
+    # relax each step towards a learned equilibrium state; the initial e-folding time in days
+    # (the rate is learned too). None: no relaxation
+    relaxation_days: float | None = Field(default=None, gt=0, le=10_000)

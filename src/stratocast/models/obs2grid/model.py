@@ -51,6 +51,7 @@ class Obs2Grid(nn.Module):
         max_kernel_width_km: float | None = None,
         mass_fixer: bool = False,
         processor: str = "gridnet",
+        relaxation_days: float | None = None,
     ) -> None:
         super().__init__()
         # Built on the ascending-latitude grid; a descending input is flipped at the boundary
@@ -94,6 +95,16 @@ class Obs2Grid(nn.Module):
             raise ModelOptionError("obs2grid: mass_fixer needs an 'msl' channel")
         if mass_fixer and not self.periodic_lon:
             raise ModelOptionError("obs2grid: mass_fixer needs a global grid (lon wraps)")
+        # Newtonian relaxation (as the Held-Suarez forcing relaxes temperature to a radiative
+        # equilibrium): each step pulls the state towards a learned equilibrium field at a
+        # learned per-channel rate. Short training rollouts cannot teach what the model does
+        # over weeks; without this anchor a free rollout's eddy variance grows without bound.
+        self.relax = relaxation_days is not None
+        if self.relax:
+            steps = float(relaxation_days or 1.0) * 4.0  # 6-hourly steps
+            n, hh, ww = self.n_channels, len(g.lat), len(g.lon)
+            self.equilibrium = nn.Parameter(torch.zeros(1, n, hh, ww))
+            self.log_rate = nn.Parameter(torch.full((1, n, 1, 1), float(np.log(1.0 / steps))))
         area = np.clip(np.cos(np.radians(np.asarray(g.lat, dtype=np.float64))), 0.0, None)
         self.register_buffer(
             "area_weight",
@@ -185,6 +196,9 @@ class Obs2Grid(nn.Module):
         state = self._to_internal(state)
         x = torch.cat([state, self._static(clock)], dim=1)
         out: torch.Tensor = state + self.tendency_scale * self.step_net(x)
+        if self.relax:
+            rate = torch.exp(self.log_rate).clamp(max=1.0)
+            out = out - rate * (state - self.equilibrium)
         if self.mass_channel is not None:
             out = self._hold_mass(state, out)
         return self._to_internal(out)
@@ -235,4 +249,5 @@ def build(geometry: Geometry, options: dict[str, object]) -> nn.Module:
         max_kernel_width_km=cfg.max_kernel_width_km,
         mass_fixer=cfg.mass_fixer,
         processor=cfg.processor,
+        relaxation_days=cfg.relaxation_days,
     )
