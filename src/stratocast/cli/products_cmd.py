@@ -60,6 +60,41 @@ def demo_stage(cfg: RunConfig, paths: RunPaths, progress: bool = True) -> None:
     tallies = replay(cfg.products, _sources(paths), start, end)
     print(f"operate: replay {start.isoformat()} .. {end.isoformat()}")
     print(table(tallies))
+    compare_early(cfg, paths)
+
+
+def compare_early(cfg: RunConfig, paths: RunPaths) -> None:
+    """The price of the early product's latency: its skill against the deterministic one's
+    on the same cycles and the same (station, valid time) mask, written into a report of its
+    own under ``<workdir>/verify/products/early_vs_deterministic``."""
+    from stratocast.cli.stages import station_roles
+    from stratocast.infer.archive import assemble
+    from stratocast.infer.products import ProductError
+    from stratocast.verify.run import run_verify
+
+    kinds = {p.kind: n for n, p in (cfg.products or {}).items()}
+    if "early" not in kinds or "deterministic" not in kinds:
+        return
+    out = paths.verify / "products"
+    try:
+        archives = {
+            kind: assemble(paths.products, kinds[kind], out / f"{kinds[kind]}.zarr")[0]
+            for kind in ("early", "deterministic")
+        }
+    except ProductError as err:  # a replay with every cycle a fallback: nothing to compare
+        print(f"operate: early vs deterministic not scored: {err}")
+        return
+    vcfg = cfg.verify.model_copy(update={"analysis": None, "skill_reference": "deterministic"})
+    result = run_verify(
+        archives, paths.store, station_roles(paths), vcfg, out / "early_vs_deterministic"
+    )
+    rmse = result.rmse_table()
+    rmse = rmse[rmse.system.isin(["early", "deterministic"]) & (rmse.lead_hours % 12 == 0)]
+    wide = rmse.pivot_table(index=["variable", "lead_hours"], columns="system", values="rmse")
+    wide["early / deterministic"] = wide["early"] / wide["deterministic"]
+    print("operate: the early product against the deterministic one (held-out stations, RMSE)")
+    print(wide.round(3).to_string())
+    print(f"report: {result.report_path}")
 
 
 def verify_product(cfg: RunConfig, paths: RunPaths, args: argparse.Namespace) -> int:
