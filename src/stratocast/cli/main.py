@@ -20,6 +20,7 @@ from stratocast.cli import products_cmd, stages
 from stratocast.cli.run_config import RunConfig, RunPaths, load_run
 from stratocast.config import format_validation, quote
 from stratocast.errors import StratocastError
+from stratocast.serve import cli as serve_cli
 from stratocast.train import slurm
 from stratocast.train.launch import add_resume_flags
 from stratocast.train.preempt import Preempted
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
         sp.add_argument("--workdir", default=None, help="override the config's workdir")
         add(sp)
+    sp = sub.add_parser("serve", help="serve the published products over HTTP")
+    _add_debug(sp)
+    sp.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
+    sp.add_argument("--workdir", default=None, help="override the config's workdir")
+    serve_cli.add_arguments(sp)
     slurm.add_parser(sub)
     _add_debug(sub.choices["slurm"])
     return p
@@ -149,6 +155,8 @@ def _run(args: argparse.Namespace, where: list[str]) -> int:
         return products_cmd.verify_product(cfg, paths, args)
     if args.command == "operate":
         return products_cmd.operate(cfg, paths, args)
+    if args.command == "serve":
+        return serve_cli.serve(paths.products, args.config, args)
     progress = not args.no_progress
     if args.command == "verify" and args.analysis is not None:
         analysis = {"analysis": str(args.analysis)}
