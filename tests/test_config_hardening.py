@@ -4,6 +4,7 @@ counts are refused with one short message naming the file (and line, or key, and
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def _bomb(levels: int = 9, width: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _demo_text(key: str, value: str) -> str:
+    """The demo config's text with the value of its (one) ``  key:`` line replaced; fails
+    loudly if the demo config no longer has exactly one such line."""
+    text = DEMO.read_text()
+    pattern = re.compile(rf"(?m)^(  {key}:) [^#\n]*")
+    assert len(pattern.findall(text)) == 1, f"demo config: not one '{key}:' line"
+    return pattern.sub(rf"\g<1> {value} ", text)
+
+
 def _demo_with(tmp_path: Path, tail: str, head: str = "") -> Path:
     """The demo config with ``head`` prepended and ``tail`` appended (YAML text)."""
     p = tmp_path / "run.yaml"
@@ -47,7 +57,7 @@ def _demo_with(tmp_path: Path, tail: str, head: str = "") -> Path:
 
 def test_alias_bomb_as_train_steps_is_refused_before_building_it(tmp_path: Path) -> None:
     # 9^9 = 387 M leaves from ~600 bytes; as the issue's `train.steps: *bomb`.
-    text = _bomb() + DEMO.read_text().replace("steps: 2000", "steps: *a8")
+    text = _bomb() + _demo_text("steps", "*a8")
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
     tracemalloc.start()
@@ -66,7 +76,7 @@ def test_alias_bomb_as_train_steps_is_refused_before_building_it(tmp_path: Path)
 
 def test_alias_bomb_through_the_cli_is_one_short_line(tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
-    path.write_text(_bomb() + DEMO.read_text().replace("steps: 2000", "steps: *a8"))
+    path.write_text(_bomb() + _demo_text("steps", "*a8"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(
         [sys.executable, "-m", "stratocast.cli.main", "train", "--config", str(path)],
@@ -107,13 +117,13 @@ def test_recursive_alias_is_named(tmp_path: Path) -> None:
 
 def test_absurd_counts_are_refused_with_the_bound(tmp_path: Path) -> None:
     path = _demo_with(tmp_path, "")
-    path.write_text(DEMO.read_text().replace("steps: 2000", "steps: 100000000000000000000"))
+    path.write_text(_demo_text("steps", "100000000000000000000"))
     with pytest.raises(ConfigError) as info:
         load_run(path)
     msg = str(info.value)
     assert "train.steps" in msg and f"less than or equal to {STEPS_MAX}" in msg
     assert "100000000000000000000" in msg  # the value as given, it is short
-    path.write_text(DEMO.read_text().replace("horizon_hours: 72", "horizon_hours: 1000000"))
+    path.write_text(_demo_text("horizon_hours", "1000000"))
     with pytest.raises(ConfigError, match=r"forecast\.horizon_hours: .*less than or equal to 8784"):
         load_run(path)
 
