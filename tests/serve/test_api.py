@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import httpx
 import numpy as np
@@ -40,7 +41,7 @@ def _bilinear(ds: xr.Dataset, name: str, lon: float, lat: float) -> np.ndarray:
     )
 
 
-def _get(server: Server, path: str, **params: object) -> httpx.Response:
+def _get(server: Server, path: str, **params: Any) -> httpx.Response:
     return httpx.get(server.url + path, params=params, timeout=30)
 
 
@@ -51,9 +52,9 @@ def test_catalogue_lists_products_runs_variables_leads(server: Server) -> None:
     assert got["det"]["leads"] == [0, 6, 12, 18, 24] and "t2m" in got["det"]["variables"]
     assert got["ens"]["ensemble"] is True and got["det"]["ensemble"] is False
     runs = _get(server, "/collections/det/instances").json()["instances"]
-    assert [r["id"] for r in runs][0] == "20000117T0000" and runs[0][
-        "status"
-    ] == "late"  # a replay of 2000, published now
+    assert (
+        runs[0]["id"] == "20000117T0000" and runs[0]["status"] == "late"
+    )  # a replay of 2000, published now
 
 
 def test_points_agree_with_the_points_writer_and_the_zarr(
@@ -134,8 +135,9 @@ def test_area_bbox_polygon_cube_and_netcdf(server: Server, published: Published)
         cov["ranges"]["msl"]["shape"]
     )
     want = ds["msl"].isel(init_time=0).sel(lead_time=0).sortby("lat")
-    want = want.sel(lat=slice(s, n), lon=slice(w, e)).values
-    np.testing.assert_allclose(vals[0], want, atol=1e-5)
+    np.testing.assert_allclose(
+        vals[0], want.sel(lat=slice(s, n), lon=slice(w, e)).values, atol=1e-5
+    )
     poly = f"POLYGON(({w} {s}, {e} {s}, {e} {n}, {w} {s}))"
     a = _get(server, f"{BASE}/area", coords=poly, leads="0", **{"parameter-name": "msl"})
     assert a.status_code == 200, a.text

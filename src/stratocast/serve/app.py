@@ -53,7 +53,7 @@ from stratocast.serve.models import (
 ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorModel} for c in (400, 401, 403, 404, 409, 413, 422)
 }
-COVERAGE = {
+COVERAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
             "application/prs.coverage+json": {"schema": {"type": "object"}},
@@ -105,7 +105,7 @@ def create_app(products_root: Path, config: ServeConfig | None = None) -> FastAP
         title="stratocast",
         version="1",
         description="OGC API - EDR style forecast access",
-        responses=ERRORS,  # type: ignore[arg-type]
+        responses=ERRORS,
     )
     app.state.catalog = cat
     app.state.answers = answers
@@ -246,7 +246,11 @@ def create_app(products_root: Path, config: ServeConfig | None = None) -> FastAP
         return Response(body, media_type=media, headers={"X-Stratocast-Run": r.stamp})
 
     def gridded(
-        r_product: str, run: str, what: str, params: dict[str, Any], shape: Callable[[Any], Any]
+        r_product: str,
+        run: str,
+        what: str,
+        params: dict[str, Any],
+        shape: Callable[[Any, Any], Any],
     ) -> Response:
         r = cat.run(r_product, run)
 

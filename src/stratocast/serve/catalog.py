@@ -147,7 +147,9 @@ class Catalog:
             try:
                 ds = xr.open_zarr(path, consolidated=False, decode_timedelta=False).load()
             except (OSError, ValueError, KeyError) as err:
-                raise NotFound(f"run {run.stamp} of {run.product} has no readable Zarr: {err}")
+                raise NotFound(
+                    f"run {run.stamp} of {run.product} has no readable Zarr: {err}"
+                ) from err
             if ds["lat"].size > 1 and float(ds["lat"][0]) > float(ds["lat"][-1]):
                 ds = ds.isel(lat=slice(None, None, -1))  # ascending, as the interpolation wants
             self.opened.put(key, ds)

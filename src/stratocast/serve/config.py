@@ -45,7 +45,9 @@ class ServeConfig:
             try:
                 text = Path(self.token_file).read_text().strip()
             except OSError as err:
-                raise ServeError(f"serve: cannot read the token file {self.token_file}: {err}")
+                raise ServeError(
+                    f"serve: cannot read the token file {self.token_file}: {err}"
+                ) from err
             return text or None
         return os.environ.get(self.token_env) or None
 
