@@ -10,7 +10,9 @@ from pathlib import Path
 from .conftest import Server
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Server) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    server: Server, tmp_path: Path
+) -> None:
     st = Path(sys.executable).with_name("st")
     run = subprocess.run(
         [
@@ -25,6 +27,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Serv
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,  # schemathesis writes its cache where it runs
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     cases = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
