@@ -40,3 +40,36 @@ def tiny_shards(
     root = tmp_path_factory.mktemp("shards") / "shards"
     manifest = build(tiny_shards_cfg, tiny_truth, tiny_obs, root, progress=False)
     return root, manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_store_and_model(
+    tiny_shards: tuple[Path, Manifest],
+    tiny_obs: pd.DataFrame,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path]:
+    """An observation store of the tiny observations and a tiny model trained on the tiny
+    shards (4 steps): what a product cycle needs. Returns (store dir, model.pt)."""
+    from stratocast.obs.store import OBS_SCHEMA, write_observations
+    from stratocast.train.config import ModelConfig, TrainConfig
+    from stratocast.train.trainer import train
+
+    root = tmp_path_factory.mktemp("store_and_model")
+    obs = tiny_obs.copy()
+    if "received" in OBS_SCHEMA.names and "received" not in obs:
+        obs["received"] = pd.NaT
+    write_observations(root / "store", "synthetic", "0" * 16, obs)
+    cfg = TrainConfig(
+        model=ModelConfig(hidden=8, blocks=1, kernel_widths_km=[800.0]),
+        train_start="2000-01-01T00",
+        train_end="2000-01-15T18",
+        val_start="2000-01-16T00",
+        val_end="2000-01-18T18",
+        steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        history=2,
+        rollout=1,
+        tensorboard=False,
+    )
+    return root / "store", train(cfg, tiny_shards[0], root / "train", progress=False)

@@ -32,8 +32,6 @@ from stratocast.infer.warm import WarmModel
 from stratocast.obs.store import OBS_SCHEMA, write_observations
 from stratocast.shards.layout import OBS, Manifest, load_manifest
 from stratocast.shards.reader import ShardArrayReader
-from stratocast.train.config import ModelConfig, TrainConfig
-from stratocast.train.trainer import train
 
 PRODUCT = ProductConfig(
     kind="deterministic",
@@ -48,29 +46,11 @@ T0 = datetime(2000, 1, 17, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def setup(
     tiny_shards: tuple[Path, Manifest],
-    tiny_obs: pd.DataFrame,
+    tiny_store_and_model: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> CycleSources:
-    root = tmp_path_factory.mktemp("cycle")
-    obs = tiny_obs.copy()
-    if "received" in OBS_SCHEMA.names and "received" not in obs:
-        obs["received"] = pd.NaT
-    write_observations(root / "store", "synthetic", "0" * 16, obs)
-    cfg = TrainConfig(
-        model=ModelConfig(hidden=8, blocks=1, kernel_widths_km=[800.0]),
-        train_start="2000-01-01T00",
-        train_end="2000-01-15T18",
-        val_start="2000-01-16T00",
-        val_end="2000-01-18T18",
-        steps=4,
-        batch_size=2,
-        warmup_steps=1,
-        history=2,
-        rollout=1,
-        tensorboard=False,
-    )
-    train(cfg, tiny_shards[0], root / "train", progress=False)
-    return CycleSources(root / "store", tiny_shards[0], root / "train" / "model.pt", root / "pub")
+    store, model = tiny_store_and_model
+    return CycleSources(store, tiny_shards[0], model, tmp_path_factory.mktemp("cycle") / "pub")
 
 
 def _sources(setup: CycleSources, tmp_path: Path, **kw: Path) -> CycleSources:

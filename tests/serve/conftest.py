@@ -18,12 +18,9 @@ import uvicorn
 
 from stratocast.infer.cycle import CycleSources, run_cycle
 from stratocast.infer.products import ProductConfig
-from stratocast.obs.store import OBS_SCHEMA, write_observations
 from stratocast.serve.app import create_app
 from stratocast.serve.config import ServeConfig
 from stratocast.shards.layout import Manifest
-from stratocast.train.config import ModelConfig, TrainConfig
-from stratocast.train.trainer import train
 
 T0 = datetime(2000, 1, 17, 0, tzinfo=UTC)
 T1 = datetime(2000, 1, 17, 12, tzinfo=UTC)
@@ -42,28 +39,11 @@ class Published:
 @pytest.fixture(scope="session")
 def published(
     tiny_shards: tuple[Path, Manifest],
-    tiny_obs: pd.DataFrame,
+    tiny_store_and_model: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Published:
     root = tmp_path_factory.mktemp("serve")
-    obs = tiny_obs.copy()
-    if "received" in OBS_SCHEMA.names and "received" not in obs:
-        obs["received"] = pd.NaT
-    write_observations(root / "store", "synthetic", "0" * 16, obs)
-    cfg = TrainConfig(
-        model=ModelConfig(hidden=8, blocks=1, kernel_widths_km=[800.0]),
-        train_start="2000-01-01T00",
-        train_end="2000-01-15T18",
-        val_start="2000-01-16T00",
-        val_end="2000-01-18T18",
-        steps=4,
-        batch_size=2,
-        warmup_steps=1,
-        history=2,
-        rollout=1,
-        tensorboard=False,
-    )
-    train(cfg, tiny_shards[0], root / "train", progress=False)
+    store, model = tiny_store_and_model
     m = tiny_shards[1]
     sites = pd.DataFrame(
         {
@@ -91,7 +71,7 @@ def published(
         horizon_hours=12,
         members=4,
     )
-    src = CycleSources(root / "store", tiny_shards[0], root / "train" / "model.pt", root / "pub")
+    src = CycleSources(store, tiny_shards[0], model, root / "pub")
     assert run_cycle("det", det, src, T0).status == "published"
     assert run_cycle("ens", ens, src, T0).status == "published"
     return Published(src, root / "pub", sites, det, ens)
